@@ -1,0 +1,9 @@
+/** Where catdog keeps things on disk. `CATDOG_MODELS_DIR` moves the models folder. */
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export function modelsDir(): string {
+  return resolve(process.env.CATDOG_MODELS_DIR ?? resolve(projectRoot, 'models'));
+}
