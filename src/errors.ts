@@ -19,6 +19,17 @@ export class UnsupportedImage extends CatdogError {
   }
 }
 
+/**
+ * The file is an SVG (vector drawing). Refused on purpose: vector files are never rendered, so a
+ * crafted drawing cannot make the renderer fetch, expand or allocate anything. Same `code` as
+ * UnsupportedImage, so a door that handles that one handles this one too.
+ */
+export class VectorImageRefused extends UnsupportedImage {
+  constructor() {
+    super('This is an SVG drawing, not a photo; vector images are not accepted. Please send a JPEG, PNG or WebP photo.');
+  }
+}
+
 /** The file is larger than the byte limit. */
 export class ImageTooLarge extends CatdogError {
   constructor(readonly bytes: number, readonly limitBytes: number) {

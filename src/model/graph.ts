@@ -48,6 +48,9 @@ export type LayerNode =
   | (Base & { op: 'gap' })
   | (Base & { op: 'dense'; units: number; activation: 'linear' | 'softmax' });
 
+/** A node as the builder methods describe it: the name is optional (generated when absent). */
+type NodeInit = LayerNode extends infer T ? (T extends LayerNode ? Omit<T, 'auto' | 'name'> & { name?: string } : never) : never;
+
 export type WeightedOp = 'conv' | 'sepconv' | 'bn' | 'dense';
 export const WEIGHTED_OPS: ReadonlySet<string> = new Set<WeightedOp>(['conv', 'sepconv', 'bn', 'dense']);
 
@@ -103,7 +106,7 @@ export class LayerGraph {
     return k === 0 ? prefix : `${prefix}_${k}`;
   }
 
-  private add<T extends LayerNode>(node: Omit<T, 'auto' | 'name'> & { name?: string }, autoPrefix: string): string {
+  private add(node: NodeInit, autoPrefix: string): string {
     const auto = node.name === undefined;
     const name = node.name ?? this.autoName(autoPrefix);
     if (this.byName.has(name)) throw new Error(`duplicate layer name ${name} in ${this.name}`);

