@@ -163,24 +163,23 @@ export class Classifier implements ImageClassifier {
   }
 
   /**
-   * Pooled features for decoded images, run as one batch per backbone. With `flip`, each image's
-   * features are the mean of the photo's and its mirror image's (test-time augmentation).
+   * Pooled features of decoded images, one batch per backbone, per view: view 0 is the photo,
+   * view 1 (with `views: 2`) its mirror image. ImageNet probabilities are those of view 0.
    */
-  async featuresOfDecoded(
+  async backboneFeatures(
     images: DecodedImage[],
-    options: { flip?: boolean; priority?: Priority; signal?: AbortSignal } = {},
-  ): Promise<{ fused: Float32Array[]; perBackbone: Partial<Record<BackboneName, Float32Array[]>>; imagenet: (Float32Array | null)[]; backbonesMs: Partial<Record<BackboneName, number>> }> {
-    const n = images.length;
-    const views = options.flip ? 2 : 1;
+    options: { views?: 1 | 2; priority?: Priority; signal?: AbortSignal } = {},
+  ): Promise<{ perBackbone: Partial<Record<BackboneName, Float32Array[][]>>; imagenet: (Float32Array | null)[]; backbonesMs: Partial<Record<BackboneName, number>> }> {
+    const views = options.views ?? 1;
     const resized = new Map<number, Buffer[]>();
     for (const b of this.loaded) {
       const s = b.definition.inputSize;
       if (!resized.has(s)) {
         const rgb = await Promise.all(images.map((img) => resizeRGB(img, s)));
-        resized.set(s, options.flip ? rgb.flatMap((r) => [r, flipHorizontalRGB(r, s)]) : rgb);
+        resized.set(s, views === 2 ? rgb.flatMap((r) => [r, flipHorizontalRGB(r, s)]) : rgb);
       }
     }
-    const perBackbone: Partial<Record<BackboneName, Float32Array[]>> = {};
+    const perBackbone: Partial<Record<BackboneName, Float32Array[][]>> = {};
     const backbonesMs: Partial<Record<BackboneName, number>> = {};
     let imagenet: (Float32Array | null)[] = images.map(() => null);
     for (const b of this.loaded) {
@@ -196,15 +195,17 @@ export class Classifier implements ImageClassifier {
         return { ...r, ms: performance.now() - t };
       });
       backbonesMs[b.definition.name] = ms;
-      perBackbone[b.definition.name] = images.map((_, i) => meanRows(features, 2048, i * views, views));
-      if (probs) imagenet = images.map((_, i) => meanRows(probs, 1000, i * views, views));
+      perBackbone[b.definition.name] = images.map((_, i) =>
+        Array.from({ length: views }, (_, v) => features.slice((i * views + v) * 2048, (i * views + v + 1) * 2048)),
+      );
+      if (probs) imagenet = images.map((_, i) => probs.slice(i * views * 1000, (i * views + 1) * 1000));
     }
-    const fused = images.map((_, i) => {
-      const out = new Float32Array(2048 * this.loaded.length);
-      this.loaded.forEach((b, k) => out.set(perBackbone[b.definition.name]![i], k * 2048));
-      return out;
-    });
-    return { fused, perBackbone, imagenet, backbonesMs };
+    return { perBackbone, imagenet, backbonesMs };
+  }
+
+  /** Fused vector: per backbone (in order) the mean over views, concatenated. */
+  fuse(perBackbone: Partial<Record<BackboneName, Float32Array[]>>): Float32Array {
+    return fuseViews(this.backbones, perBackbone);
   }
 
   /** Fused features of one photo (decode included). */
@@ -212,10 +213,14 @@ export class Classifier implements ImageClassifier {
     const t0 = performance.now();
     const img = await this.decode(bytes);
     const decodeMs = performance.now() - t0;
-    const r = await this.featuresOfDecoded([img], options);
+    const r = await this.backboneFeatures([img], { views: options.flip ? 2 : 1, priority: options.priority, signal: options.signal });
+    const views: Partial<Record<BackboneName, Float32Array[]>> = {};
     const perBackbone: Partial<Record<BackboneName, Float32Array>> = {};
-    for (const [k, v] of Object.entries(r.perBackbone)) perBackbone[k as BackboneName] = v![0];
-    return { fused: r.fused[0], perBackbone, imagenet: r.imagenet[0], decodeMs, backbonesMs: r.backbonesMs };
+    for (const name of this.backbones) {
+      views[name] = r.perBackbone[name]![0];
+      perBackbone[name] = meanOf(views[name]!);
+    }
+    return { fused: this.fuse(views), perBackbone, imagenet: r.imagenet[0], decodeMs, backbonesMs: r.backbonesMs };
   }
 
   imagenetGuesses(probs: Float32Array | null, k = this.options.topK ?? 5): ImagenetGuess[] {
@@ -252,13 +257,23 @@ export class Classifier implements ImageClassifier {
   }
 }
 
-function meanRows(data: Float32Array, width: number, start: number, count: number): Float32Array {
-  const out = new Float32Array(width);
-  for (let r = start; r < start + count; r++) {
-    const off = r * width;
-    for (let j = 0; j < width; j++) out[j] += data[off + j];
-  }
-  if (count > 1) for (let j = 0; j < width; j++) out[j] /= count;
+/** Element-wise mean of equally long vectors. */
+export function meanOf(vectors: Float32Array[]): Float32Array {
+  if (vectors.length === 1) return vectors[0];
+  const out = new Float32Array(vectors[0].length);
+  for (const v of vectors) for (let j = 0; j < out.length; j++) out[j] += v[j];
+  for (let j = 0; j < out.length; j++) out[j] /= vectors.length;
+  return out;
+}
+
+/** Fused vector: per backbone (in the given order) the mean over its views, concatenated. */
+export function fuseViews(order: readonly BackboneName[], perBackbone: Partial<Record<BackboneName, Float32Array[]>>): Float32Array {
+  const out = new Float32Array(2048 * order.length);
+  order.forEach((name, k) => {
+    const views = perBackbone[name];
+    if (!views?.length) throw new ModelError('features_missing', `No ${name} features.`);
+    out.set(meanOf(views), k * 2048);
+  });
   return out;
 }
 

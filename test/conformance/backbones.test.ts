@@ -153,7 +153,7 @@ describe('Xception: ONNX graph vs Keras Xception topology in TF.js, random weigh
     for (const l of topology.model_config.config.layers) {
       if (l.class_name === 'SeparableConv2D') for (const k of ['kernel_initializer', 'kernel_regularizer', 'kernel_constraint']) delete l.config[k];
     }
-    const model = (await tf.models.modelFromJSON({ modelTopology: topology })) as tf.LayersModel;
+    const model = (await tf.models.modelFromJSON({ modelTopology: topology as unknown as tf.io.ModelJSON["modelTopology"] } as tf.io.ModelJSON)) as tf.LayersModel;
     randomizeWeights(model, 7);
     const { specs, data } = exportWeights(model);
     const source = weightsFromLayersModel({ modelTopology: ref.modelTopology, weightsManifest: [{ paths: [], weights: specs }] }, data, 'Keras Xception, random');

