@@ -2,18 +2,33 @@
  * The `catdog` command. Each subcommand lives in src/cli/ and returns an exit code.
  */
 import 'dotenv/config';
+import { cleanCommand, dataCommand, featuresCommand, modelCommand, scoreCommand, trainCommand } from './cli/pipeline.ts';
 import { predictCommand } from './cli/predict.ts';
 
 const USAGE = `usage: catdog <command> [options]
 
 commands:
   predict [--json] [--head FILE] <file|dir>...   probability that each photo shows a dog
+  data inspect <source>...                       counts, sizes, unreadable files, a size scatter plot
+  clean <source>... [--k 10]                     flag photos with no cat or dog in their ImageNet top-k
+  features <source>... [--no-flip]              compute and cache backbone features
+  train <source>... [--recipe auto|seed|logreg] [--promote [--force]]   train a head
+  score <test source> [--out submission.csv] [--labels CSV] [--json]   Kaggle submission
+  model list | use ID | promote ID | rollback    the model registry
+
+A source is a Kaggle zip (train.zip, test.zip) or the same folder unpacked.
 `;
 
 type Command = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
   predict: predictCommand,
+  data: dataCommand,
+  clean: cleanCommand,
+  features: featuresCommand,
+  train: trainCommand,
+  score: scoreCommand,
+  model: modelCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

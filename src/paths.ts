@@ -7,3 +7,8 @@ export const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..'
 export function modelsDir(): string {
   return resolve(process.env.CATDOG_MODELS_DIR ?? resolve(projectRoot, 'models'));
 }
+
+/** Working data: feature caches, job records, reports (DATA_DIR, default ./data). */
+export function dataDir(): string {
+  return resolve(process.env.DATA_DIR ?? resolve(projectRoot, 'data'));
+}

@@ -133,6 +133,11 @@ export class Classifier implements ImageClassifier {
     return this.loaded.map((b) => b.definition.name);
   }
 
+  /** The 1000 ImageNet class names, when ResNet50's top is loaded. */
+  get imagenetLabels(): readonly string[] | null {
+    return this.labels;
+  }
+
   get activeHead(): Head | null {
     return this.head;
   }

@@ -105,3 +105,25 @@ export async function rollback(): Promise<string> {
   await writeState({ active: previous, history: state.history.slice(0, -1) });
   return previous;
 }
+
+function validationLoss(head: Head): number {
+  const v = (head.file.meta?.metrics as { valLoss?: unknown } | undefined)?.valLoss;
+  return typeof v === 'number' ? v : Infinity;
+}
+
+/** Makes `id` the active model if its validation log loss beats the active one's (or `force`). */
+export async function promote(id: string, options: { force?: boolean } = {}): Promise<{ promoted: boolean; reason: string }> {
+  const candLoss = validationLoss(await loadModel(id));
+  const { active } = readActiveState();
+  if (active && active !== id && !options.force) {
+    const curLoss = validationLoss(await loadModel(active));
+    if (!(candLoss < curLoss)) {
+      return {
+        promoted: false,
+        reason: `validation log loss ${candLoss.toFixed(4)} does not beat the active model ${active} (${curLoss.toFixed(4)}); use --force to promote anyway`,
+      };
+    }
+  }
+  await useModel(id);
+  return { promoted: true, reason: active ? `replaces ${active}` : 'first active model' };
+}

@@ -269,7 +269,7 @@ export function fitLogreg(data: TrainingSet, o: LogregOptions = {}): FittedHead 
     history.push(log);
     o.onProgress?.(`logreg l2=${l2}: train loss ${log.loss.toFixed(4)}, val loss ${log.valLoss.toFixed(4)}, val acc ${(log.valAcc * 100).toFixed(2)}%`);
     if (!best || log.valLoss < best.valLoss) {
-      best = { recipe: 'logreg', kernel, bias, mean, scale, history, valLoss: log.valLoss, valAcc: log.valAcc, params: { l2, seed: o.seed ?? 2018, validationSplit: o.validationSplit ?? 0.2 } };
+      best = { recipe: 'logreg', kernel, bias, mean, scale, history, valLoss: log.valLoss, valAcc: log.valAcc, params: { l2, l2Grid: grid.join(','), seed: o.seed ?? 2018, validationSplit: o.validationSplit ?? 0.2 } };
     }
   }
   return { ...best!, history };

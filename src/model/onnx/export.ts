@@ -249,8 +249,9 @@ export function exportOnnx(bound: BoundBackbone, options: ExportOptions = {}): U
       }),
     });
   const size = graph.inputSize;
-  const outputs = [valueInfo('features', ['N', 2048])];
-  if (bound.hasTop) outputs.push(valueInfo('imagenet', ['N', 1000]));
+  const pooled = graph.nodes.find((n) => n.op === 'gap')!;
+  const outputs = [valueInfo('features', ['N', pooled.shape.c])];
+  if (bound.hasTop) outputs.push(valueInfo('imagenet', ['N', graph.output.shape.c]));
   const model = onnx.ModelProto.create({
     irVersion: 7,
     opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: 13 })],

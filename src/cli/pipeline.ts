@@ -1,0 +1,320 @@
+/**
+ * The training pipeline's CLI commands: data inspect, clean, features, train, score, model.
+ * Each is a thin door onto src/train and src/model/registry; Ctrl-C aborts cleanly (the cache
+ * keeps what was computed; the active model is untouched).
+ */
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Classifier } from '../model/classifier.ts';
+import { listModels, promote, rollback, useModel } from '../model/registry.ts';
+import { dataDir } from '../paths.ts';
+import { findOutliers, writeOutlierReport, DEFAULT_CLEAN_TOP_K } from '../train/clean.ts';
+import { openDataset } from '../train/dataset.ts';
+import { defaultCacheDir, extractInto, openFeatureStore } from '../train/features.ts';
+import { inspectDataset, writeInspectReport } from '../train/inspect.ts';
+import { formatConfusion } from '../train/metrics.ts';
+import { score } from '../train/score.ts';
+import { train, type Recipe } from '../train/train.ts';
+import { extractLine, progressPrinter } from './progress.ts';
+import { describeError } from './predict.ts';
+
+const err = (s: string) => process.stderr.write(`${s}\n`);
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+/** An AbortSignal fired by Ctrl-C / SIGTERM, for the duration of one command. */
+function interruptSignal(): { signal: AbortSignal; dispose(): void } {
+  const ac = new AbortController();
+  const onSig = () => {
+    err('catdog: stopping (what was computed is kept in the cache)…');
+    ac.abort(new Error('interrupted'));
+  };
+  process.once('SIGINT', onSig);
+  process.once('SIGTERM', onSig);
+  return {
+    signal: ac.signal,
+    dispose() {
+      process.off('SIGINT', onSig);
+      process.off('SIGTERM', onSig);
+    },
+  };
+}
+
+async function guarded(fn: (signal: AbortSignal) => Promise<number>): Promise<number> {
+  const { signal, dispose } = interruptSignal();
+  try {
+    return await fn(signal);
+  } catch (e) {
+    if (signal.aborted) {
+      err('catdog: interrupted.');
+      return 130;
+    }
+    err(`catdog: ${describeError(e)}`);
+    return 1;
+  } finally {
+    dispose();
+  }
+}
+
+async function loadForPipeline(headless: boolean): Promise<Classifier> {
+  const c = await Classifier.load({ head: headless ? null : undefined, log: err });
+  err(`catdog: ${c.describe()}`);
+  return c;
+}
+
+export async function dataCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub !== 'inspect') {
+    err('usage: catdog data inspect <source>... [--out DIR]');
+    return 2;
+  }
+  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { out: { type: 'string' } } });
+  if (!positionals.length) {
+    err('usage: catdog data inspect <source>... [--out DIR]');
+    return 2;
+  }
+  return guarded(async (signal) => {
+    const p = progressPrinter();
+    const report = await inspectDataset(positionals, { signal, onProgress: (d, t) => p.update(`inspect ${d}/${t}`, d === t) });
+    p.done();
+    const dir = resolve(values.out ?? join(dataDir(), 'reports', 'inspect'));
+    const files = await writeInspectReport(report, dir);
+    out(JSON.stringify(summaryOf(report), null, 2));
+    out(`wrote ${files.json} and ${files.png}`);
+    return 0;
+  });
+}
+
+function summaryOf(report: unknown): unknown {
+  const r = report as Record<string, unknown>;
+  const { sizes: _sizes, images: _images, ...rest } = r;
+  return rest;
+}
+
+export async function cleanCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { k: { type: 'string' }, out: { type: 'string' } },
+  });
+  if (!positionals.length) {
+    err('usage: catdog clean <source>... [--k 10] [--out DIR]');
+    return 2;
+  }
+  return guarded(async (signal) => {
+    const classifier = await loadForPipeline(true);
+    const ds = await openDataset(positionals, { kind: 'train' });
+    const store = openFeatureStore(classifier, defaultCacheDir(dataDir()));
+    try {
+      const p = progressPrinter();
+      const ex = await extractInto(store, ds.samples.filter((s) => s.label !== null), classifier, {
+        cacheDir: defaultCacheDir(dataDir()),
+        signal,
+        onProgress: (x) => p.update(extractLine('clean', x), x.done === x.total),
+      });
+      p.done();
+      const k = values.k ? Number(values.k) : DEFAULT_CLEAN_TOP_K;
+      const outliers = findOutliers(store, ex.ok, classifier.imagenetLabels, k);
+      const dir = resolve(values.out ?? join(dataDir(), 'reports', 'clean'));
+      await mkdir(dir, { recursive: true });
+      await writeOutlierReport(outliers, join(dir, 'outliers.csv'), join(dir, 'outliers.png'));
+      out(`${outliers.length} of ${ex.ok.length} photos have no cat or dog class in their ImageNet top ${k}; ${ex.failures.length} unreadable.`);
+      for (const f of ex.failures) out(`unreadable: ${f.sample.key}: ${f.reason}`);
+      out(`wrote ${join(dir, 'outliers.csv')} and ${join(dir, 'outliers.png')} — review them, then pass the list to \`catdog train --outliers FILE\`.`);
+      return 0;
+    } finally {
+      store.close();
+      await ds.close();
+      await classifier.close();
+    }
+  });
+}
+
+export async function featuresCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { flip: { type: 'boolean', default: true } } });
+  if (!positionals.length) {
+    err('usage: catdog features <source>... [--no-flip]');
+    return 2;
+  }
+  return guarded(async (signal) => {
+    const classifier = await loadForPipeline(true);
+    const ds = await openDataset(positionals);
+    try {
+      const p = progressPrinter();
+      const store = openFeatureStore(classifier, defaultCacheDir(dataDir()));
+      try {
+        const r = await extractInto(store, ds.samples, classifier, {
+          cacheDir: defaultCacheDir(dataDir()),
+          flip: values.flip,
+          signal,
+          onProgress: (x) => p.update(extractLine('features', x), x.done === x.total),
+        });
+        p.done();
+        out(`${r.ok.length} photos: ${r.computed} computed, ${r.cached} already cached, ${r.failures.length} unreadable.`);
+        for (const f of r.failures) out(`unreadable: ${f.sample.key}: ${f.reason}`);
+      } finally {
+        store.close();
+      }
+      return 0;
+    } finally {
+      await ds.close();
+      await classifier.close();
+    }
+  });
+}
+
+export async function trainCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      recipe: { type: 'string', default: 'auto' },
+      flip: { type: 'string', default: 'auto' },
+      epochs: { type: 'string' },
+      'validation-split': { type: 'string' },
+      seed: { type: 'string' },
+      l2: { type: 'string' },
+      'learning-rate': { type: 'string' },
+      outliers: { type: 'string' },
+      'keep-outliers': { type: 'boolean', default: false },
+      promote: { type: 'boolean', default: false },
+      force: { type: 'boolean', default: false },
+      out: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const sources = positionals.length ? positionals : (process.env.TRAIN_DATA ?? '').split(',').filter(Boolean);
+  if (!sources.length) {
+    err('usage: catdog train <source>... [--recipe auto|seed|logreg] [--flip auto|on|off] [--epochs 8] [--validation-split 0.2] [--seed 2018] [--l2 0.01,0.003] [--outliers FILE | --keep-outliers] [--promote [--force]]');
+    return 2;
+  }
+  if (!['auto', 'seed', 'logreg'].includes(values.recipe!)) {
+    err(`catdog: --recipe must be auto, seed or logreg, not ${values.recipe}`);
+    return 2;
+  }
+  return guarded(async (signal) => {
+    const classifier = await loadForPipeline(true);
+    try {
+      const p = progressPrinter();
+      const t0 = performance.now();
+      const dir = resolve(values.out ?? join(dataDir(), 'reports', 'train'));
+      const r = await train({
+        sources,
+        classifier,
+        cacheDir: defaultCacheDir(dataDir()),
+        outDir: dir,
+        recipe: values.recipe as Recipe,
+        flip: values.flip === 'on' ? true : values.flip === 'off' ? false : 'auto',
+        epochs: values.epochs ? Number(values.epochs) : undefined,
+        validationSplit: values['validation-split'] ? Number(values['validation-split']) : undefined,
+        seed: values.seed ? Number(values.seed) : undefined,
+        l2: values.l2 ? values.l2.split(',').map(Number) : undefined,
+        learningRate: values['learning-rate'] ? Number(values['learning-rate']) : undefined,
+        outliersFile: values.outliers,
+        keepOutliers: values['keep-outliers'],
+        signal,
+        onProgress: (e) => {
+          if (e.extract) p.update(extractLine('features', e.extract), e.extract.done === e.extract.total);
+          else {
+            p.done();
+            err(`[${e.stage}] ${e.message}`);
+          }
+        },
+      });
+      out(`model ${r.modelId}: ${r.chosen.recipe}${r.chosen.flip ? ' + flip averaging' : ''}, validation log loss ${r.chosen.fitted.valLoss.toFixed(4)}, accuracy ${(r.chosen.fitted.valAcc * 100).toFixed(2)}% (${r.trainCount} train / ${r.valCount} validation photos, ${r.outliers} outliers flagged)`);
+      for (const c of r.candidates) out(`  candidate ${c.recipe}${c.flip ? '+flip' : ''}: val log loss ${c.valLoss.toFixed(4)}, acc ${(c.valAcc * 100).toFixed(2)}%`);
+      for (const [src, m] of Object.entries(r.valBySource)) out(`  validation on ${src}: ${m.n} photos, log loss ${m.logloss.toFixed(4)}, accuracy ${(m.accuracy * 100).toFixed(2)}%`);
+      out(`  curves: ${r.curvesPng}; outliers: ${r.outliersCsv}; ${((performance.now() - t0) / 1000).toFixed(0)} s in all`);
+      if (values.promote) {
+        const pr = await promote(r.modelId, { force: values.force });
+        out(pr.promoted ? `promoted ${r.modelId} (${pr.reason})` : `not promoted: ${pr.reason}`);
+      }
+      if (values.json) out(JSON.stringify({ model: r.modelId, valLoss: r.chosen.fitted.valLoss, valAcc: r.chosen.fitted.valAcc, recipe: r.chosen.recipe, flip: r.chosen.flip, valBySource: r.valBySource, candidates: r.candidates }));
+      return 0;
+    } finally {
+      await classifier.close();
+    }
+  });
+}
+
+export async function scoreCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { out: { type: 'string', default: 'submission.csv' }, labels: { type: 'string' }, json: { type: 'boolean', default: false }, worst: { type: 'string' } },
+  });
+  const sources = positionals.length ? positionals : (process.env.TEST_DATA ?? '').split(',').filter(Boolean);
+  if (!sources.length) {
+    err('usage: catdog score <test source> [--out submission.csv] [--labels test_labels.csv] [--json]');
+    return 2;
+  }
+  return guarded(async (signal) => {
+    const classifier = await Classifier.load({ log: err });
+    err(`catdog: ${classifier.describe()}`);
+    try {
+      const p = progressPrinter();
+      const labels = values.labels ?? process.env.TEST_LABELS;
+      const worstPng = labels ? resolve(values.worst ?? join(dataDir(), 'reports', 'score', 'worst.png')) : undefined;
+      if (worstPng) await mkdir(join(worstPng, '..'), { recursive: true });
+      const r = await score({
+        source: sources,
+        classifier,
+        cacheDir: defaultCacheDir(dataDir()),
+        out: resolve(values.out!),
+        labels,
+        worstPng,
+        signal,
+        onProgress: (x) => p.update(extractLine('score', x), x.done === x.total),
+      });
+      p.done();
+      err(`wrote ${resolve(values.out!)}: ${r.n} rows${r.failures.length ? `, ${r.failures.length} unreadable (scored 0.5)` : ''}`);
+      if (r.logloss !== undefined) {
+        err(`log loss ${r.logloss.toFixed(4)}, accuracy ${(r.accuracy! * 100).toFixed(2)}%`);
+        err(formatConfusion(r.confusion!));
+        if (worstPng) err(`worst errors: ${worstPng}`);
+      }
+      if (values.json) {
+        const metrics = r.logloss !== undefined ? { logloss: r.logloss, accuracy: r.accuracy } : {};
+        out(JSON.stringify({ n: r.n, ...metrics, ms_per_image: Math.round(r.msPerImage * 10) / 10 }));
+      }
+      return 0;
+    } finally {
+      await classifier.close();
+    }
+  });
+}
+
+export async function modelCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  try {
+    if (sub === 'list' || sub === undefined) {
+      const models = await listModels();
+      if (!models.length) out('no models in the registry yet: `catdog train --promote`');
+      for (const m of models) {
+        const metrics = (m.head.meta?.metrics ?? {}) as { valLoss?: number; valAcc?: number };
+        out(`${m.active ? '*' : ' '} ${m.id}  ${m.head.backbones.join('+')}  ${String(m.head.meta?.recipe ?? '?')}${m.head.tta === 'flip' ? '+flip' : ''}  val log loss ${metrics.valLoss?.toFixed(4) ?? '?'}  acc ${metrics.valAcc !== undefined ? (metrics.valAcc * 100).toFixed(2) + '%' : '?'}`);
+      }
+      return 0;
+    }
+    if (sub === 'use' && rest[0]) {
+      await useModel(rest[0]);
+      out(`active model: ${rest[0]}`);
+      return 0;
+    }
+    if (sub === 'rollback') {
+      out(`active model: ${await rollback()}`);
+      return 0;
+    }
+    if (sub === 'promote' && rest[0]) {
+      const r = await promote(rest[0], { force: rest.includes('--force') });
+      out(r.promoted ? `promoted ${rest[0]} (${r.reason})` : `not promoted: ${r.reason}`);
+      return r.promoted ? 0 : 1;
+    }
+  } catch (e) {
+    err(`catdog: ${describeError(e)}`);
+    return 1;
+  }
+  err('usage: catdog model list | use ID | promote ID [--force] | rollback');
+  return 2;
+}
+

@@ -1,0 +1,76 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ModelError } from '../../src/errors.ts';
+import { HEAD_FORMAT, Head, loadHead, type HeadFile } from '../../src/model/head.ts';
+import { addModel, activeHeadPath, listModels, promote, readActiveState, rollback, useModel } from '../../src/model/registry.ts';
+
+function headFile(valLoss: number, bias = 0): HeadFile {
+  const kernel = Array.from({ length: 2048 }, (_, i) => (i === 0 ? 1 : 0));
+  return { format: HEAD_FORMAT, backbones: ['resnet50'], featureSize: 2048, kernel, bias, meta: { metrics: { valLoss } } };
+}
+
+describe('head', () => {
+  it('is Dense(1, sigmoid) on standardised features', () => {
+    const f = headFile(0.1, -1);
+    f.mean = Array(2048).fill(1);
+    f.scale = Array(2048).fill(2);
+    const h = new Head(f);
+    const x = new Float32Array(2048);
+    x[0] = 5; // (5 - 1) / 2 = 2; z = 2 - 1 = 1
+    expect(h.predict(x)).toBeCloseTo(1 / (1 + Math.exp(-1)), 6);
+  });
+
+  it('refuses a head trained on other backbones, saying what to do', () => {
+    const h = new Head(headFile(0.1));
+    expect(() => h.checkBackbones(['resnet50', 'xception'])).toThrow(/trained on resnet50 features, but the active backbones are resnet50 \+ xception/);
+    expect(() => h.checkBackbones(['resnet50'])).not.toThrow();
+  });
+
+  it('rejects malformed head files with a ModelError', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'catdog-head-'));
+    const bad = join(dir, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ ...headFile(0.1), kernel: [1, 2, 3] }));
+    await expect(loadHead(bad)).rejects.toThrow(/kernel has 3 values/);
+    writeFileSync(bad, '{not json');
+    await expect(loadHead(bad)).rejects.toThrow(ModelError);
+    await expect(loadHead(join(dir, 'missing.json'))).rejects.toThrow(/Cannot read the head file/);
+  });
+});
+
+describe('model registry', () => {
+  let saved: string | undefined;
+  beforeEach(() => {
+    saved = process.env.CATDOG_MODELS_DIR;
+    process.env.CATDOG_MODELS_DIR = mkdtempSync(join(tmpdir(), 'catdog-models-'));
+  });
+  afterEach(() => {
+    if (saved === undefined) delete process.env.CATDOG_MODELS_DIR;
+    else process.env.CATDOG_MODELS_DIR = saved;
+  });
+
+  it('promotes only a better model unless forced, and rolls back', async () => {
+    expect(activeHeadPath()).toBeNull();
+    const a = await addModel(headFile(0.05), 'm-a');
+    const b = await addModel(headFile(0.08), 'm-b');
+    const c = await addModel(headFile(0.03), 'm-c');
+    expect((await promote(a)).promoted).toBe(true);
+    const worse = await promote(b);
+    expect(worse.promoted).toBe(false);
+    expect(worse.reason).toMatch(/does not beat/);
+    expect(readActiveState().active).toBe('m-a');
+    expect((await promote(c)).promoted).toBe(true);
+    expect((await promote(b, { force: true })).promoted).toBe(true);
+    expect(readActiveState()).toEqual({ active: 'm-b', history: ['m-a', 'm-c'] });
+    expect(await rollback()).toBe('m-c');
+    expect(await rollback()).toBe('m-a');
+    await expect(rollback()).rejects.toThrow(/no earlier model/);
+    expect((await listModels()).map((m) => [m.id, m.active])).toEqual([
+      ['m-a', true],
+      ['m-b', false],
+      ['m-c', false],
+    ]);
+    await expect(useModel('m-zzz')).rejects.toThrow(/No model m-zzz/);
+  });
+});
