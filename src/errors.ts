@@ -59,3 +59,41 @@ export function formatBytes(n: number): string {
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
   return `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
+
+/** A download was refused because its host is not on the allowlist (ATTACHMENT_HOSTS). */
+export class HostNotAllowed extends CatdogError {
+  constructor(readonly host: string, readonly allowed: readonly string[]) {
+    super(
+      'host_not_allowed',
+      `I only fetch images from ${allowed.join(', ')}; "${host}" is not one of them. Upload the photo to Discord instead.`,
+    );
+  }
+}
+
+/** A download failed: bad URL, network error, error status, or too slow. `message` says which. */
+export class DownloadFailed extends CatdogError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('download_failed', message, options);
+  }
+}
+
+/** The classifier queue is full: come back in a moment. */
+export class Busy extends CatdogError {
+  constructor() {
+    super('busy', "I'm busy with other photos right now. Please try again in a moment.");
+  }
+}
+
+/** The process is shutting down and takes no new work. */
+export class ShuttingDown extends CatdogError {
+  constructor() {
+    super('shutting_down', "I'm restarting. Please try again in a minute.");
+  }
+}
+
+/** The environment (or .env) has missing or wrong values; `problems` holds one sentence for each. */
+export class ConfigError extends CatdogError {
+  constructor(readonly problems: readonly string[]) {
+    super('config', `Configuration problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}

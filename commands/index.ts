@@ -1,0 +1,8 @@
+/** Every Discord command, in the order they are registered. */
+import type { Command } from '../src/bot/command.ts';
+import { catOrDog } from './cat-or-dog.ts';
+import { catdog } from './catdog.ts';
+import { catdogSettings } from './catdog-settings.ts';
+import { catdogStats } from './catdog-stats.ts';
+
+export const commands: readonly Command[] = [catdog, catOrDog, catdogSettings, catdogStats];

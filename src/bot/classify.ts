@@ -1,0 +1,59 @@
+/**
+ * One photo from Discord (an attachment or a url: link) → a Prediction: cheap checks on what
+ * Discord tells us, the allowlisted download, the shared queue, then the classifier. Counted in the
+ * guild's stats; the photo and its URL are never stored.
+ */
+import type { Attachment } from 'discord.js';
+import { Busy, ImageDimensionsTooLarge, ImageTooLarge } from '../errors.ts';
+import type { Prediction } from '../model/types.ts';
+import { downloadImage } from './download.ts';
+import type { BotServices } from './services.ts';
+
+export interface ImageSource {
+  url: string;
+  name: string;
+  /** Bytes, as Discord reports them (attachments only). */
+  size?: number | null;
+  width?: number | null;
+  height?: number | null;
+  contentType?: string | null;
+}
+
+export function attachmentSource(a: Attachment): ImageSource {
+  return { url: a.url, name: a.name, size: a.size, width: a.width, height: a.height, contentType: a.contentType };
+}
+
+/** Whether an attachment is a picture worth classifying (Discord gives pictures a size in pixels). */
+export function isImageAttachment(a: Attachment): boolean {
+  return (a.contentType?.startsWith('image/') ?? false) || (a.width !== null && a.height !== null && a.width > 0);
+}
+
+export interface ClassifyContext {
+  /** Queue key: the guild (or the user in a DM), for the per-guild concurrency cap. */
+  key: string;
+  /** Guild whose stats count this photo; null in DMs. */
+  guildId: string | null;
+  signal?: AbortSignal;
+}
+
+export async function classifySource(services: BotServices, source: ImageSource, ctx: ClassifyContext): Promise<Prediction> {
+  const { config, classifier, metrics, store } = services;
+  const { maxImageBytes, maxImagePixels, downloadTimeoutMs } = config.limits;
+  // What Discord already told us lets us refuse before downloading anything.
+  if (source.size && source.size > maxImageBytes) throw new ImageTooLarge(source.size, maxImageBytes);
+  if (source.width && source.height && source.width * source.height > maxImagePixels) {
+    throw new ImageDimensionsTooLarge(source.width, source.height, maxImagePixels);
+  }
+  // Full already: say so now rather than after a download.
+  if (classifier.queue.wouldRefuse(ctx.key)) throw new Busy();
+  const bytes = await downloadImage(source.url, {
+    allowedHosts: config.attachmentHosts,
+    maxBytes: maxImageBytes,
+    timeoutMs: downloadTimeoutMs,
+    signal: ctx.signal,
+  });
+  const prediction = await classifier.classify(bytes, { key: ctx.key, signal: ctx.signal });
+  metrics.classified(prediction.label);
+  if (ctx.guildId) await store.stats.record(ctx.guildId, prediction.label);
+  return prediction;
+}

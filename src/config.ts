@@ -1,0 +1,243 @@
+/**
+ * Environment → typed configuration. Every wrong or missing value is reported, one sentence each,
+ * in a single ConfigError (so a person fixes their .env in one go, not one value per restart).
+ * `.env.example` documents every variable read here.
+ */
+import { isAbsolute, resolve } from 'node:path';
+import { ConfigError } from './errors.ts';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export type StoreConfig =
+  | { kind: 'sqlite'; url: string; path: string }
+  | { kind: 'redis'; url: string };
+
+export interface Config {
+  discord: {
+    /** Bot token; without one the bot does not connect (the web page still runs). */
+    token: string | null;
+    /** Application id; when null it is read from Discord after login. */
+    appId: string | null;
+    /** Guild for development command registration; null registers globally. */
+    guildId: string | null;
+    /** REST base (discord.js `rest.api`), e.g. https://discord.com/api; null for discord.js's default. */
+    apiUrl: string | null;
+    /** CDN base (discord.js `rest.cdn`); null for discord.js's default. */
+    cdnUrl: string | null;
+    /** Request the privileged Message Content intent (needed by auto-detect). */
+    messageContent: boolean;
+  };
+  /** Hosts (names, lower case) that images may be downloaded from. */
+  attachmentHosts: string[];
+  web: { port: number; host: string };
+  dataDir: string;
+  store: StoreConfig;
+  limits: {
+    maxImageBytes: number;
+    maxImagePixels: number;
+    downloadTimeoutMs: number;
+  };
+  /** Seconds a user waits between two requests; 0 turns the cooldown off. */
+  cooldownSeconds: number;
+  queue: {
+    /** Jobs that may wait for the classifier; more are answered "busy". */
+    size: number;
+    /** Classifications run at once. */
+    concurrency: number;
+    /** Classifications of one guild (or one web client) run at once. */
+    perGuild: number;
+  };
+  admins: { userIds: string[]; roleIds: string[] };
+  data: { train: string | null; test: string | null; testLabels: string | null };
+}
+
+export const DEFAULT_ATTACHMENT_HOSTS = ['cdn.discordapp.com', 'media.discordapp.net'] as const;
+
+/** Collects problems while reading, so all of them can be reported at once. */
+class Reader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const v = this.env[name];
+    if (v === undefined) return undefined;
+    const t = v.trim();
+    return t === '' ? undefined : t;
+  }
+
+  string(name: string): string | null {
+    return this.raw(name) ?? null;
+  }
+
+  snowflake(name: string): string | null {
+    const v = this.raw(name);
+    if (v === undefined) return null;
+    if (!/^\d{5,25}$/.test(v)) {
+      this.problems.push(`${name} must be a Discord id (digits only, e.g. 123456789012345678), got "${v}".`);
+      return null;
+    }
+    return v;
+  }
+
+  snowflakes(name: string): string[] {
+    const v = this.raw(name);
+    if (v === undefined) return [];
+    const ids = v.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = ids.filter((id) => !/^\d{5,25}$/.test(id));
+    if (bad.length) {
+      this.problems.push(`${name} must be a comma-separated list of Discord ids; not ids: ${bad.map((b) => `"${b}"`).join(', ')}.`);
+      return [];
+    }
+    return ids;
+  }
+
+  int(name: string, fallback: number, min: number, max: number, what: string): number {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+      this.problems.push(`${name} must be ${what} (a whole number from ${min} to ${max}), got "${v}".`);
+      return fallback;
+    }
+    return Number(v);
+  }
+
+  /** Bytes, as a plain number or with a KB/MB/GB suffix (1024-based): 8MB, 512KB. */
+  bytes(name: string, fallback: number, max: number): number {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    const m = /^(\d+(?:\.\d+)?)\s*(B|KB|KIB|MB|MIB|GB|GIB)?$/i.exec(v);
+    const unit = (m?.[2] ?? 'B').toUpperCase().replace('I', '');
+    const n = m ? Math.floor(Number(m[1]) * ({ B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 } as Record<string, number>)[unit]!) : NaN;
+    if (!Number.isFinite(n) || n < 1 || n > max) {
+      this.problems.push(`${name} must be a size in bytes from 1 to ${max} (e.g. 8388608 or 8MB), got "${v}".`);
+      return fallback;
+    }
+    return n;
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const v = this.raw(name);
+    if (v === undefined) return fallback;
+    if (/^(1|true|yes|on)$/i.test(v)) return true;
+    if (/^(0|false|no|off)$/i.test(v)) return false;
+    this.problems.push(`${name} must be true or false, got "${v}".`);
+    return fallback;
+  }
+
+  httpUrl(name: string): string | null {
+    const v = this.raw(name);
+    if (v === undefined) return null;
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      this.problems.push(`${name} must be an http(s) URL such as https://discord.com/api, got "${v}".`);
+      return null;
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      this.problems.push(`${name} must be an http(s) URL, got the ${u.protocol.slice(0, -1)} scheme in "${v}".`);
+      return null;
+    }
+    return v.replace(/\/+$/, '');
+  }
+
+  hosts(name: string, fallback: readonly string[]): string[] {
+    const v = this.raw(name);
+    if (v === undefined) return [...fallback];
+    const hosts = v.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
+    const bad = hosts.filter((h) => !isHostName(h));
+    if (bad.length || hosts.length === 0) {
+      this.problems.push(
+        `${name} must be a comma-separated list of host names (no scheme, port or path), e.g. cdn.discordapp.com,media.discordapp.net; not host names: ${bad.map((b) => `"${b}"`).join(', ') || '(empty list)'}.`,
+      );
+      return [...fallback];
+    }
+    return hosts;
+  }
+
+  path(name: string, base: string): string | null {
+    const v = this.raw(name);
+    if (v === undefined) return null;
+    return isAbsolute(v) ? v : resolve(base, v);
+  }
+}
+
+function isHostName(h: string): boolean {
+  if (/^\[[0-9a-f:.]+\]$/.test(h)) return true; // [::1]
+  return /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/.test(h);
+}
+
+function parseStore(r: Reader, dataDir: string): StoreConfig {
+  const v = r.raw('STORE_URL');
+  if (v === undefined) {
+    const path = resolve(dataDir, 'catdog.sqlite');
+    return { kind: 'sqlite', url: `sqlite://${path}`, path };
+  }
+  if (/^rediss?:\/\//i.test(v)) {
+    try {
+      new URL(v);
+      return { kind: 'redis', url: v };
+    } catch {
+      /* falls through to the problem below */
+    }
+  } else if (/^sqlite:\/\//i.test(v)) {
+    const rest = v.slice('sqlite://'.length);
+    if (rest) {
+      const path = isAbsolute(rest) ? rest : resolve(rest);
+      return { kind: 'sqlite', url: `sqlite://${path}`, path };
+    }
+  }
+  r.problems.push(
+    `STORE_URL must be sqlite://<file> or redis://[user:password@]host[:port][/db], got "${v}" (leave it empty for a SQLite file under DATA_DIR).`,
+  );
+  const path = resolve(dataDir, 'catdog.sqlite');
+  return { kind: 'sqlite', url: `sqlite://${path}`, path };
+}
+
+/**
+ * Reads the configuration from `env` (normally process.env after dotenv). Relative paths are
+ * resolved against `cwd`. Throws ConfigError listing every problem found.
+ */
+export function loadConfig(env: Env, cwd = process.cwd()): Config {
+  const r = new Reader(env);
+  const dataDir = r.path('DATA_DIR', cwd) ?? resolve(cwd, 'data');
+  const config: Config = {
+    discord: {
+      token: r.string('DISCORD_TOKEN'),
+      appId: r.snowflake('DISCORD_APP_ID'),
+      guildId: r.snowflake('DISCORD_GUILD_ID'),
+      apiUrl: r.httpUrl('DISCORD_API_URL'),
+      cdnUrl: r.httpUrl('DISCORD_CDN_URL'),
+      messageContent: r.bool('MESSAGE_CONTENT_INTENT', true),
+    },
+    attachmentHosts: r.hosts('ATTACHMENT_HOSTS', DEFAULT_ATTACHMENT_HOSTS),
+    web: {
+      port: r.int('PORT', 5000, 0, 65535, 'a TCP port'),
+      host: r.string('WEB_HOST') ?? '0.0.0.0',
+    },
+    dataDir,
+    store: parseStore(r, dataDir),
+    limits: {
+      maxImageBytes: r.bytes('MAX_IMAGE_BYTES', 25 * 1024 * 1024, 1024 ** 3),
+      maxImagePixels: r.int('MAX_IMAGE_PIXELS', 50_000_000, 1, 1_000_000_000, 'a pixel count'),
+      downloadTimeoutMs: r.int('DOWNLOAD_TIMEOUT_SECONDS', 15, 1, 600, 'a number of seconds') * 1000,
+    },
+    cooldownSeconds: r.int('COOLDOWN_SECONDS', 10, 0, 86_400, 'a number of seconds (0 turns the cooldown off)'),
+    queue: {
+      size: r.int('QUEUE_SIZE', 32, 0, 10_000, 'a number of waiting jobs'),
+      concurrency: r.int('CLASSIFY_CONCURRENCY', 1, 1, 64, 'a number of classifications at once'),
+      perGuild: r.int('GUILD_CONCURRENCY', 2, 1, 64, 'a number of classifications at once per guild'),
+    },
+    admins: { userIds: r.snowflakes('ADMIN_USER_IDS'), roleIds: r.snowflakes('ADMIN_ROLE_IDS') },
+    data: {
+      train: r.path('TRAIN_DATA', cwd),
+      test: r.path('TEST_DATA', cwd),
+      testLabels: r.path('TEST_LABELS', cwd),
+    },
+  };
+  if (config.discord.token && /\s/.test(config.discord.token)) {
+    r.problems.push('DISCORD_TOKEN must be the bot token alone, without spaces or a "Bot " prefix.');
+  }
+  if (r.problems.length) throw new ConfigError(r.problems);
+  return config;
+}

@@ -1,0 +1,165 @@
+/**
+ * `npm start`: .env → config → classifier → store → web page (+ the Discord bot when a token is set).
+ * SIGTERM/SIGINT: take no new work, finish what is in flight (answers included), close the store,
+ * exit 0.
+ */
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { commands } from '../commands/index.ts';
+import { Bot } from './bot/client.ts';
+import { backboneList } from './bot/replies.ts';
+import type { BotServices, Log } from './bot/services.ts';
+import { loadConfig, type Config, type Env } from './config.ts';
+import { ConfigError } from './errors.ts';
+import type { BackboneName, ImageClassifier } from './model/types.ts';
+import { ClassifyQueue, QueuedClassifier, WorkGate } from './queue.ts';
+import { Store } from './store/index.ts';
+import { Metrics } from './web/metrics.ts';
+import { startWeb, type RunningWeb } from './web/server.ts';
+
+/** A classifier that can say what it runs (the real one: src/model/classifier.ts). */
+export interface LoadedClassifier extends ImageClassifier {
+  info(): { backbones: BackboneName[]; model: string | null; loadMs: number };
+  close?(): Promise<void>;
+}
+
+export interface MainOptions {
+  env?: Env;
+  /** Injected classifier; default: the real one, loaded from the models folder. */
+  classifier?: LoadedClassifier;
+  log?: Log;
+  /** Install SIGTERM/SIGINT handlers that shut down and exit (default true). */
+  handleSignals?: boolean;
+  exit?: (code: number) => void;
+}
+
+export interface App {
+  config: Config;
+  web: RunningWeb;
+  bot: Bot | null;
+  store: Store;
+  services: BotServices;
+  /** Graceful stop; resolves with the exit code (0 when everything in flight finished). */
+  shutdown(reason: string): Promise<number>;
+}
+
+/** Longest wait for work in flight at shutdown before it is abandoned. */
+const SHUTDOWN_GRACE_MS = 60_000;
+
+function timestamped(line: string): void {
+  process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+}
+
+async function loadRealClassifier(config: Config, log: Log): Promise<LoadedClassifier> {
+  const { loadClassifier } = await import('./model/classifier.ts');
+  return loadClassifier({
+    limits: { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels },
+    log,
+  });
+}
+
+export async function main(options: MainOptions = {}): Promise<App> {
+  const log = options.log ?? timestamped;
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  const config = loadConfig(options.env ?? process.env);
+
+  const classifier = options.classifier ?? (await loadRealClassifier(config, log));
+  const info = classifier.info();
+  log(`model: backbones ${backboneList(info.backbones)}; head ${info.model ?? 'none (no trained head: answers will fail until one is trained)'}; loaded in ${Math.round(info.loadMs)} ms`);
+
+  const store = await Store.open(config.store, log);
+  log(`store: ${store.description}`);
+
+  const queue = new ClassifyQueue({ size: config.queue.size, concurrency: config.queue.concurrency, perKey: config.queue.perGuild });
+  const metrics = new Metrics();
+  metrics.watchQueue(() => queue.stats());
+  const gate = new WorkGate();
+  const abort = new AbortController();
+  const services: BotServices = { config, store, classifier: new QueuedClassifier(classifier, queue), metrics, gate, log };
+
+  let bot: Bot | null = null;
+  metrics.watchDiscord(() => (bot ? bot.connected : null));
+  const web = await startWeb(
+    {
+      config,
+      classifier: services.classifier,
+      metrics,
+      gate,
+      modelInfo: () => classifier.info(),
+      discordConnected: () => (bot ? bot.connected : null),
+      log,
+    },
+    config.web.port,
+    config.web.host,
+  );
+  log(`web: the upload page is at ${web.url}/ (POST /api/classify, GET /healthz, GET /metrics)`);
+
+  let stopping: Promise<number> | null = null;
+  const shutdown = (reason: string): Promise<number> => {
+    stopping ??= (async () => {
+      log(`${reason}: taking no new work; finishing ${gate.inFlight} request(s) in flight`);
+      let code = 0;
+      const timer = setTimeout(() => {
+        log(`shutdown: work still in flight after ${SHUTDOWN_GRACE_MS / 1000} s; abandoning it`);
+        code = 1;
+        abort.abort(new Error('shutdown grace period over'));
+      }, SHUTDOWN_GRACE_MS);
+      timer.unref();
+      await gate.close();
+      queue.close();
+      await queue.idle();
+      if (bot) {
+        await bot.settled();
+        await bot.stop();
+      }
+      await web.close();
+      await store.close();
+      await classifier.close?.();
+      clearTimeout(timer);
+      log(`shutdown complete (exit ${code})`);
+      return code;
+    })();
+    return stopping;
+  };
+
+  if (options.handleSignals ?? true) {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => {
+        void shutdown(signal).then(exit, (err) => {
+          log(`shutdown failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+          exit(1);
+        });
+      });
+    }
+  }
+
+  if (config.discord.token) {
+    bot = new Bot(services, commands, abort.signal);
+    try {
+      await bot.start(config.discord.token);
+    } catch (err) {
+      await shutdown('Discord login failed');
+      throw err;
+    }
+  } else {
+    log(`Discord: no DISCORD_TOKEN, so the bot is off; only the web page runs (${web.url}/)`);
+  }
+  log('catdog is ready');
+  return { config, web, bot, store, services, shutdown };
+}
+
+const isEntry = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (isEntry) {
+  const dotenv = await import('dotenv');
+  dotenv.config({ quiet: true });
+  try {
+    await main();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\nSee .env.example for what each variable means.\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`catdog could not start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * State behind small typed repositories, on keyv: embedded SQLite by default (a file under
+ * DATA_DIR), Redis with STORE_URL=redis://… and the same behaviour. Holds guild and channel
+ * settings, per-guild counters and per-user cooldowns; never photos or attachment URLs (Discord's
+ * CDN links are signed and expire, and photos are not ours to keep).
+ *
+ * Read-modify-write updates are serialised per key inside the process (one bot process per
+ * deployment); the values are small JSON objects.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Keyv from 'keyv';
+import KeyvSqlite from '@keyv/sqlite';
+import type { StoreConfig } from '../config.ts';
+
+export type AnswerStyle = 'reply' | 'react';
+
+export interface GuildSettings {
+  /** Auto-detect in every channel of the guild (a channel setting overrides it). */
+  autoDetect: boolean;
+  /** How auto-detect answers: a reply with the verdict, or just a 🐶/🐱 reaction. */
+  style: AnswerStyle;
+}
+
+export interface ChannelSettings {
+  /** true/false overrides the guild's setting; null follows it. */
+  autoDetect: boolean | null;
+}
+
+export interface GuildStats {
+  total: number;
+  dog: number;
+  cat: number;
+  neither: number;
+}
+
+export type CooldownCheck =
+  | { allowed: true }
+  /** `notify` is true the first time in a cooldown window only: a user is told once. */
+  | { allowed: false; retryAfterMs: number; notify: boolean };
+
+export const DEFAULT_GUILD_SETTINGS: Readonly<GuildSettings> = Object.freeze({ autoDetect: false, style: 'reply' });
+const EMPTY_STATS: Readonly<GuildStats> = Object.freeze({ total: 0, dog: 0, cat: 0, neither: 0 });
+
+interface CooldownEntry {
+  until: number;
+  told: boolean;
+}
+
+/** Serialises async updates per key. */
+class KeyedMutex {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => undefined);
+    this.tails.set(key, tail);
+    try {
+      return await next;
+    } finally {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+export class SettingsRepo {
+  constructor(
+    private readonly kv: Keyv,
+    private readonly mutex: KeyedMutex,
+  ) {}
+
+  async guild(guildId: string): Promise<GuildSettings> {
+    const v = (await this.kv.get(`guild:${guildId}`)) as Partial<GuildSettings> | undefined;
+    return { ...DEFAULT_GUILD_SETTINGS, ...v };
+  }
+
+  async updateGuild(guildId: string, patch: Partial<GuildSettings>): Promise<GuildSettings> {
+    return this.mutex.run(`guild:${guildId}`, async () => {
+      const next = { ...(await this.guild(guildId)), ...patch };
+      await this.kv.set(`guild:${guildId}`, next);
+      return next;
+    });
+  }
+
+  async channel(channelId: string): Promise<ChannelSettings> {
+    const v = (await this.kv.get(`channel:${channelId}`)) as Partial<ChannelSettings> | undefined;
+    return { autoDetect: v?.autoDetect ?? null };
+  }
+
+  async setChannel(channelId: string, settings: ChannelSettings): Promise<void> {
+    if (settings.autoDetect === null) await this.kv.delete(`channel:${channelId}`);
+    else await this.kv.set(`channel:${channelId}`, settings);
+  }
+
+  /** Whether auto-detect is on in this channel, and how to answer there. */
+  async autoDetect(guildId: string, channelId: string): Promise<{ enabled: boolean; style: AnswerStyle }> {
+    const [g, c] = await Promise.all([this.guild(guildId), this.channel(channelId)]);
+    return { enabled: c.autoDetect ?? g.autoDetect, style: g.style };
+  }
+}
+
+export class StatsRepo {
+  constructor(
+    private readonly kv: Keyv,
+    private readonly mutex: KeyedMutex,
+  ) {}
+
+  async get(guildId: string): Promise<GuildStats> {
+    const v = (await this.kv.get(`stats:${guildId}`)) as Partial<GuildStats> | undefined;
+    return { ...EMPTY_STATS, ...v };
+  }
+
+  async record(guildId: string, label: 'dog' | 'cat' | 'neither'): Promise<GuildStats> {
+    return this.mutex.run(`stats:${guildId}`, async () => {
+      const s = await this.get(guildId);
+      const next: GuildStats = { ...s, total: s.total + 1, [label]: s[label] + 1 };
+      await this.kv.set(`stats:${guildId}`, next);
+      return next;
+    });
+  }
+}
+
+export class CooldownRepo {
+  constructor(
+    private readonly kv: Keyv,
+    private readonly mutex: KeyedMutex,
+  ) {}
+
+  /**
+   * Takes a use for `userId` when the cooldown allows it (starting a new window of `seconds`);
+   * otherwise says how long to wait and whether to tell the user (once per window).
+   */
+  async take(userId: string, seconds: number, now = Date.now()): Promise<CooldownCheck> {
+    if (seconds <= 0) return { allowed: true };
+    const key = `cooldown:${userId}`;
+    return this.mutex.run(key, async () => {
+      const entry = (await this.kv.get(key)) as CooldownEntry | undefined;
+      if (entry && entry.until > now) {
+        if (!entry.told) await this.kv.set(key, { ...entry, told: true }, entry.until - now);
+        return { allowed: false, retryAfterMs: entry.until - now, notify: !entry.told };
+      }
+      const ms = seconds * 1000;
+      await this.kv.set(key, { until: now + ms, told: false } satisfies CooldownEntry, ms);
+      return { allowed: true };
+    });
+  }
+}
+
+export class Store {
+  readonly settings: SettingsRepo;
+  readonly stats: StatsRepo;
+  readonly cooldowns: CooldownRepo;
+  private closed = false;
+
+  private constructor(
+    private readonly kv: Keyv,
+    readonly description: string,
+  ) {
+    const mutex = new KeyedMutex();
+    this.settings = new SettingsRepo(kv, mutex);
+    this.stats = new StatsRepo(kv, mutex);
+    this.cooldowns = new CooldownRepo(kv, mutex);
+  }
+
+  /** Opens the store and checks it answers (so a bad STORE_URL fails at startup, not on first use). */
+  static async open(config: StoreConfig, log: (line: string) => void = () => {}): Promise<Store> {
+    let kv: Keyv;
+    let description: string;
+    if (config.kind === 'sqlite') {
+      mkdirSync(dirname(config.path), { recursive: true });
+      kv = new Keyv({ store: new KeyvSqlite({ uri: config.url, table: 'catdog', busyTimeout: 10_000 }), namespace: 'catdog' });
+      description = `SQLite ${config.path}`;
+    } else {
+      const { default: KeyvRedis } = await import('@keyv/redis');
+      const store = new KeyvRedis(config.url, { throwOnConnectError: true, connectionTimeout: 5_000 });
+      kv = new Keyv({ store, namespace: 'catdog', useKeyPrefix: false });
+      description = `Redis ${redactUrl(config.url)}`;
+    }
+    kv.on('error', (err: unknown) => log(`store error: ${err instanceof Error ? err.message : String(err)}`));
+    const store = new Store(kv, description);
+    try {
+      await kv.get('ping');
+    } catch (err) {
+      await store.close().catch(() => undefined);
+      throw new Error(`Could not open the store (${description}): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    return store;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.kv.disconnect();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+}
+
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'redis://…';
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Whole processes: SIGTERM with work in flight (a child running src/main.ts's main()), the
+ * `npm run register` script against the fake Discord, and `src/main.ts` refusing a bad .env.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { MessageFlags } from 'discord.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.ts';
+import { Store } from '../../src/store/index.ts';
+import { FakeDiscord, makeUser } from '../helpers/fake-discord.ts';
+import { DOGGY, makePhoto } from '../helpers/test-classifier.ts';
+
+const repo = resolve(import.meta.dirname, '..', '..');
+const tsxLoader = pathToFileURL(join(repo, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+
+interface Child {
+  proc: ChildProcess;
+  out: string[];
+  /** Resolves with the first stdout/stderr line matching `re` (already seen or to come). */
+  line(re: RegExp, timeoutMs?: number): Promise<string>;
+  exit: Promise<number | null>;
+}
+
+/** Runs a TypeScript file with tsx's loader, in `cwd` (a temp folder: no .env is read). */
+function run(script: string, env: Record<string, string>, cwd: string): Child {
+  const proc = spawn(process.execPath, ['--import', tsxLoader, join(repo, script)], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out: string[] = [];
+  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+  let partial = '';
+  const onData = (chunk: Buffer) => {
+    partial += chunk.toString('utf8');
+    const lines = partial.split('\n');
+    partial = lines.pop()!;
+    for (const l of lines) {
+      out.push(l);
+      for (const w of [...waiters]) {
+        if (w.re.test(l)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(l);
+        }
+      }
+    }
+  };
+  proc.stdout!.on('data', onData);
+  proc.stderr!.on('data', onData);
+  const exit = once(proc, 'exit').then(([code]) => code as number | null);
+  return {
+    proc,
+    out,
+    exit,
+    line: (re, timeoutMs = 30_000) => {
+      const seen = out.find((l) => re.test(l));
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolveLine, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${timeoutMs} ms; output:\n${out.join('\n')}`)), timeoutMs);
+        waiters.push({ re, resolve: (l) => (clearTimeout(timer), resolveLine(l)) });
+        void exit.then((code) => {
+          clearTimeout(timer);
+          reject(new Error(`exited (${code}) before a line matching ${re}; output:\n${out.join('\n')}`));
+        });
+      });
+    },
+  };
+}
+
+let fake: FakeDiscord;
+let tmp: string;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  fake = await FakeDiscord.start();
+  tmp = mkdtempSync(join(tmpdir(), 'catdog-proc-'));
+});
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await fake?.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('SIGTERM', () => {
+  it('stops taking work, finishes what is in flight, closes the store and exits 0', async () => {
+    const dataDir = join(tmp, 'data');
+    const child = run(
+      'test/integration/main-child.ts',
+      {
+        DISCORD_TOKEN: fake.token,
+        DISCORD_APP_ID: fake.appId,
+        DISCORD_GUILD_ID: fake.guild().id,
+        DISCORD_API_URL: fake.apiUrl,
+        ATTACHMENT_HOSTS: '127.0.0.1',
+        PORT: '0',
+        WEB_HOST: '127.0.0.1',
+        DATA_DIR: dataDir,
+        COOLDOWN_SECONDS: '0',
+      },
+      tmp,
+    );
+    children.push(child.proc);
+    await child.line(/catdog is ready/);
+    const web = /upload page is at (http:\/\/127\.0\.0\.1:\d+)\//.exec(await child.line(/upload page is at/))![1]!;
+
+    const att = fake.attachment('inflight.png', await makePhoto(DOGGY), { contentType: 'image/png' });
+    const first = fake.slashCommand('catdog', { user: makeUser('early'), options: [{ name: 'image', type: 11, value: att.id }], attachments: [att] });
+    expect((await fake.callback(first)).body.type).toBe(5);
+    await child.line(/test classifier: holding/);
+
+    child.proc.kill('SIGTERM');
+    await child.line(/SIGTERM: taking no new work; finishing 1 request\(s\) in flight/);
+
+    // While draining: new work is refused politely, and /healthz says so.
+    const late = fake.slashCommand('catdog', { user: makeUser('late'), options: [{ name: 'image', type: 11, value: att.id }], attachments: [att] });
+    const refusal = await fake.callback(late);
+    expect(refusal.body.type).toBe(4);
+    expect(refusal.body.data.flags & MessageFlags.Ephemeral).toBe(MessageFlags.Ephemeral);
+    expect(refusal.body.data.content).toBe("🔁 I'm restarting. Please try again in a minute.");
+    const health = await fetch(`${web}/healthz`);
+    expect(health.status).toBe(503);
+    expect(((await health.json()) as any).status).toBe('shutting_down');
+
+    const disconnected = fake.next('disconnect', 30_000);
+    child.proc.kill('SIGUSR2'); // let the classification in flight finish
+    const edit = await fake.originalEdit(first);
+    expect(edit.body.embeds[0].title).toBe('🐶 Dog · inflight.png');
+    await disconnected;
+    expect(await child.exit).toBe(0);
+    expect(child.out.some((l) => /shutdown complete \(exit 0\)$/.test(l))).toBe(true);
+    expect(fake.downloads(att)).toBe(1); // the refused one was never fetched
+
+    // The store was closed cleanly and kept the count of the finished answer (no photo, no URL).
+    const store = await Store.open(loadConfig({ DATA_DIR: dataDir }).store);
+    try {
+      expect(await store.stats.get(fake.guild().id)).toEqual({ total: 1, dog: 1, cat: 0, neither: 0 });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('npm run register (scripts/register-commands.ts)', () => {
+  const env = () => ({
+    DISCORD_TOKEN: fake.token,
+    DISCORD_APP_ID: fake.appId,
+    DISCORD_API_URL: fake.apiUrl,
+  });
+
+  it('registers globally, then finds nothing to change', async () => {
+    fake.commands.delete('global');
+    const first = run('scripts/register-commands.ts', env(), tmp);
+    expect(await first.exit).toBe(0);
+    expect(first.out).toContain('Registered 4 command(s) (global): /catdog, "Cat or dog?", /catdog-settings, /catdog-stats');
+    expect(fake.commands.get('global')!.map((c) => c.name)).toEqual(['catdog', 'Cat or dog?', 'catdog-settings', 'catdog-stats']);
+    const puts = fake.requests.filter((r) => r.method === 'PUT').length;
+
+    const second = run('scripts/register-commands.ts', env(), tmp);
+    expect(await second.exit).toBe(0);
+    expect(second.out[0]).toMatch(/^Already up to date: 4 command\(s\) \(global\)/);
+    expect(fake.requests.filter((r) => r.method === 'PUT').length).toBe(puts);
+  });
+
+  it('says what is missing', async () => {
+    const child = run('scripts/register-commands.ts', { DISCORD_TOKEN: fake.token }, tmp);
+    expect(await child.exit).toBe(2);
+    expect(child.out).toContain('Registering commands needs DISCORD_APP_ID (see .env.example).');
+  });
+});
+
+describe('npm start with a bad environment', () => {
+  it('lists every wrong value, one sentence each, and exits 2', async () => {
+    const child = run('src/main.ts', { PORT: 'eighty', DISCORD_APP_ID: 'my-bot', ATTACHMENT_HOSTS: 'https://cdn.example/x', STORE_URL: 'mongodb://x' }, tmp);
+    expect(await child.exit).toBe(2);
+    expect(child.out).toEqual([
+      'Configuration problems:',
+      '  - DISCORD_APP_ID must be a Discord id (digits only, e.g. 123456789012345678), got "my-bot".',
+      '  - ATTACHMENT_HOSTS must be a comma-separated list of host names (no scheme, port or path), e.g. cdn.discordapp.com,media.discordapp.net; not host names: "https://cdn.example/x".',
+      '  - PORT must be a TCP port (a whole number from 0 to 65535), got "eighty".',
+      '  - STORE_URL must be sqlite://<file> or redis://[user:password@]host[:port][/db], got "mongodb://x" (leave it empty for a SQLite file under DATA_DIR).',
+      'See .env.example for what each variable means.',
+    ]);
+  });
+});
