@@ -97,3 +97,13 @@ export class ConfigError extends CatdogError {
     super('config', `Configuration problems:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
+
+/**
+ * A data source (a Kaggle zip or its unpacked folder) or a labels file is missing, damaged or not
+ * laid out like Kaggle's Dogs vs. Cats. `message` names the path and what is wrong with it.
+ */
+export class DatasetError extends CatdogError {
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}

