@@ -5,7 +5,7 @@
  * state or the new one.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../errors.ts';
 import { modelsDir } from '../paths.ts';
@@ -17,8 +17,9 @@ export interface ActiveState {
   history: string[];
 }
 
+/** models/registry, or CATDOG_REGISTRY_DIR (tests and experiments keep their models apart). */
 export function registryDir(): string {
-  return join(modelsDir(), 'registry');
+  return process.env.CATDOG_REGISTRY_DIR ?? join(modelsDir(), 'registry');
 }
 
 function statePath(): string {
@@ -126,4 +127,16 @@ export async function promote(id: string, options: { force?: boolean } = {}): Pr
   }
   await useModel(id);
   return { promoted: true, reason: active ? `replaces ${active}` : 'first active model' };
+}
+
+/**
+ * Deletes a stored model that is neither active nor in the rollback history (a discarded
+ * candidate). Throws a ModelError otherwise.
+ */
+export async function removeModel(id: string): Promise<void> {
+  await loadModel(id);
+  const state = readActiveState();
+  if (state.active === id) throw new ModelError('model_active', `Model ${id} is the active model; it cannot be removed.`);
+  if (state.history.includes(id)) throw new ModelError('model_in_history', `Model ${id} is in the rollback history; it cannot be removed.`);
+  await rm(join(registryDir(), id), { recursive: true, force: true });
 }

@@ -188,7 +188,7 @@ async function openZipSource(path: string): Promise<SourceReader> {
         }
         const bytes = Buffer.concat(chunks, n);
         // yauzl checks the sizes; the checksum is ours, so a flipped bit is an error and not a strange photo.
-        if (false && crc32(bytes) !== entry.crc32) throw new Error('its CRC-32 checksum does not match: the zip is damaged');
+        if (crc32(bytes) !== entry.crc32) throw new Error('its CRC-32 checksum does not match: the zip is damaged');
         return bytes;
       } catch (err) {
         if (closed && !(err instanceof DatasetError)) throw closedError(path, pathInside);

@@ -1,0 +1,154 @@
+/**
+ * The training pipeline on a small slice of the shared data with the real ResNet50: extraction
+ * that resumes after an interruption and computes each photo exactly once, a kill -9 in the
+ * middle of a job, training into the registry, promotion, and a Kaggle submission.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Classifier } from '../../src/model/classifier.ts';
+import { listModels, promote, readActiveState } from '../../src/model/registry.ts';
+import { openDataset } from '../../src/train/dataset.ts';
+import { extractFeatures } from '../../src/train/features.ts';
+import { score } from '../../src/train/score.ts';
+import { train } from '../../src/train/train.ts';
+import { repoRoot, requireShared } from '../helpers/shared.ts';
+
+const work = mkdtempSync(join(tmpdir(), 'catdog-pipeline-'));
+const trainDir = join(work, 'slice', 'train');
+const testDir = join(work, 'testset', 'test');
+const savedEnv = { registry: process.env.CATDOG_REGISTRY_DIR, data: process.env.DATA_DIR };
+let classifier: Classifier | null = null;
+let ready = false;
+
+beforeAll(async () => {
+  const zip = requireShared('data', 'dogs-vs-cats', 'train-200px.zip');
+  if (!zip) return;
+  process.env.CATDOG_REGISTRY_DIR = join(work, 'registry');
+  process.env.DATA_DIR = join(work, 'data');
+  mkdirSync(trainDir, { recursive: true });
+  mkdirSync(testDir, { recursive: true });
+  const ds = await openDataset(zip);
+  const cats = ds.samples.filter((s) => s.label === 0).slice(0, 24);
+  const dogs = ds.samples.filter((s) => s.label === 1).slice(0, 24);
+  for (const s of [...cats, ...dogs]) writeFileSync(join(trainDir, s.name), await s.read());
+  // Kaggle-style test folder: the next 5 cats and dogs under ids, with a labels file.
+  const labels = ['id,label'];
+  const extra = [...ds.samples.filter((s) => s.label === 0).slice(24, 29), ...ds.samples.filter((s) => s.label === 1).slice(24, 29)];
+  for (const [i, s] of extra.entries()) {
+    writeFileSync(join(testDir, `${10 - i}.jpg`), await s.read());
+    labels.push(`${10 - i},${s.label}`);
+  }
+  writeFileSync(join(work, 'testset', 'labels.csv'), `${labels.join('\n')}\n`);
+  await ds.close();
+  // One unreadable photo: reported and skipped, never fatal.
+  writeFileSync(join(trainDir, 'cat.99999.jpg'), 'this is not a jpeg');
+  classifier = await Classifier.load({ head: null });
+  ready = true;
+});
+
+afterAll(async () => {
+  await classifier?.close();
+  for (const [k, v] of [
+    ['CATDOG_REGISTRY_DIR', savedEnv.registry],
+    ['DATA_DIR', savedEnv.data],
+  ] as const) {
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+});
+
+describe('feature extraction', () => {
+  it('resumes after an interruption and computes each photo exactly once', async (ctx) => {
+    if (!ready) return ctx.skip();
+    const cacheDir = join(work, 'cache-resume');
+    const ds = await openDataset(join(work, 'slice'));
+    const ac = new AbortController();
+    const first = extractFeatures(ds.samples, classifier!, {
+      cacheDir,
+      batchSize: 2,
+      signal: ac.signal,
+      onProgress: (p) => {
+        if (p.computed >= 10) ac.abort(new Error('stop'));
+      },
+    });
+    await expect(first).rejects.toThrow('stop');
+    const second = await extractFeatures(ds.samples, classifier!, { cacheDir, batchSize: 2 });
+    expect(second.cached).toBe(10);
+    expect(second.computed).toBe(48 - 10);
+    expect(second.failures.map((f) => f.sample.name)).toEqual(['cat.99999.jpg']);
+    expect(second.failures[0].reason).toMatch(/not an image|text/i);
+    const third = await extractFeatures(ds.samples, classifier!, { cacheDir, batchSize: 2 });
+    expect(third).toMatchObject({ computed: 0, cached: 48 });
+    await ds.close();
+  });
+
+  it('survives kill -9 in the middle: the cache stays consistent and the rerun finishes the rest', async (ctx) => {
+    if (!ready) return ctx.skip();
+    const dataDir = join(work, 'data-kill');
+    const env = { ...process.env, DATA_DIR: dataDir, CATDOG_REGISTRY_DIR: join(work, 'registry-kill') };
+    const child = spawn(process.execPath, [join(repoRoot, 'bin', 'catdog.mjs'), 'features', '--no-flip', join(work, 'slice')], { env, stdio: 'ignore' });
+    const cacheDir = join(dataDir, 'features');
+    // Wait until some features are on disk, then kill the process without warning.
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      const files = existsSync(cacheDir) ? readdirSync(cacheDir).filter((f) => f.startsWith('resnet50-') && !f.includes('imagenet')) : [];
+      const size = files.length ? statSync(join(cacheDir, files[0])).size : 0;
+      if (size >= 8 * (33 + 2048 * 4)) break;
+      if (Date.now() > deadline) throw new Error('the features command wrote nothing in 90 s');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    const ds = await openDataset(join(work, 'slice'));
+    const rerun = await extractFeatures(ds.samples, classifier!, { cacheDir });
+    await ds.close();
+    expect(rerun.cached).toBeGreaterThanOrEqual(7);
+    expect(rerun.cached + rerun.computed).toBe(48);
+  });
+});
+
+describe('training, promotion and scoring', () => {
+  it('trains into the registry without touching the active model, then promotes and scores', async (ctx) => {
+    if (!ready) return ctx.skip();
+    const events: string[] = [];
+    const r = await train({
+      sources: [join(work, 'slice')],
+      classifier: classifier!,
+      cacheDir: join(work, 'cache-train'),
+      outDir: join(work, 'reports'),
+      recipe: 'auto',
+      flip: 'auto',
+      l2: [0.1, 0.01],
+      onProgress: (e) => events.push(e.stage),
+    });
+    expect(new Set(events)).toEqual(new Set(['open', 'extract', 'clean', 'fit', 'evaluate', 'save']));
+    expect(r.candidates).toHaveLength(4);
+    expect(r.failures.map((f) => f.key)).toEqual(['slice:train/cat.99999.jpg']);
+    expect(r.trainCount + r.valCount).toBe(48 - r.outliers);
+    expect(r.head.backbones).toEqual(['resnet50']);
+    expect(r.head.meta).toMatchObject({ sources: ['slice'], params: expect.any(Object), metrics: expect.any(Object) });
+    expect(statSync(r.curvesPng).size).toBeGreaterThan(1000);
+    expect(readFileSync(r.outliersCsv, 'utf8').split('\n')[0]).toBe('file,label,top');
+    expect(readActiveState().active).toBeNull();
+    expect((await listModels()).map((m) => m.id)).toEqual([r.modelId]);
+
+    expect((await promote(r.modelId)).promoted).toBe(true);
+    const scorer = await Classifier.load({});
+    try {
+      const out = join(work, 'submission.csv');
+      const s = await score({ source: join(work, 'testset'), classifier: scorer, cacheDir: join(work, 'cache-train'), out, labels: join(work, 'testset', 'labels.csv') });
+      const lines = readFileSync(out, 'utf8').trim().split('\n');
+      expect(lines[0]).toBe('id,label');
+      expect(lines.slice(1).map((l) => Number(l.split(',')[0]))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      for (const l of lines.slice(1)) expect(Number(l.split(',')[1])).toBeGreaterThanOrEqual(0);
+      expect(s.n).toBe(10);
+      expect(s.accuracy).toBeGreaterThanOrEqual(0.8);
+      expect(s.logloss).toBeGreaterThan(0);
+    } finally {
+      await scorer.close();
+    }
+  });
+});
