@@ -42,7 +42,12 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 const code = await main(process.argv.slice(2)).catch((err: unknown) => {
-  process.stderr.write(`catdog: ${(err as Error)?.stack ?? String(err)}\n`);
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`catdog: ${e.message.split('. ')[0]}. See \`catdog help\`.\n`);
+    return 2;
+  }
+  process.stderr.write(`catdog: ${e?.stack ?? String(err)}\n`);
   return 1;
 });
 process.exitCode = code;

@@ -131,7 +131,7 @@ export async function cleanCommand(argv: string[]): Promise<number> {
 }
 
 export async function featuresCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { flip: { type: 'boolean', default: true } } });
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { 'no-flip': { type: 'boolean', default: false } } });
   if (!positionals.length) {
     err('usage: catdog features <source>... [--no-flip]');
     return 2;
@@ -145,7 +145,7 @@ export async function featuresCommand(argv: string[]): Promise<number> {
       try {
         const r = await extractInto(store, ds.samples, classifier, {
           cacheDir: defaultCacheDir(dataDir()),
-          flip: values.flip,
+          flip: !values['no-flip'],
           signal,
           onProgress: (x) => p.update(extractLine('features', x), x.done === x.total),
         });

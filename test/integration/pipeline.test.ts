@@ -93,15 +93,21 @@ describe('feature extraction', () => {
     const cacheDir = join(dataDir, 'features');
     // Wait until some features are on disk, then kill the process without warning.
     const deadline = Date.now() + 90_000;
+    let exited: number | null = null;
+    child.once('exit', (c) => (exited = c ?? -1));
     for (;;) {
+      if (exited !== null) throw new Error(`catdog features exited early with ${exited}`);
       const files = existsSync(cacheDir) ? readdirSync(cacheDir).filter((f) => f.startsWith('resnet50-') && !f.includes('imagenet')) : [];
       const size = files.length ? statSync(join(cacheDir, files[0])).size : 0;
       if (size >= 8 * (33 + 2048 * 4)) break;
-      if (Date.now() > deadline) throw new Error('the features command wrote nothing in 90 s');
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error('the features command wrote nothing in 90 s');
+      }
       await new Promise((r) => setTimeout(r, 50));
     }
     child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    if (exited === null) await new Promise((r) => child.once('exit', r));
     const ds = await openDataset(join(work, 'slice'));
     const rerun = await extractFeatures(ds.samples, classifier!, { cacheDir });
     await ds.close();
