@@ -13,7 +13,7 @@
  * as Keras's `validation_split` does after the seed's shuffle. Both produce the same head shape:
  * Dense(1) on (optionally standardised) features.
  */
-import * as tf from '@tensorflow/tfjs';
+import { initTf, tf } from '../model/tf.ts';
 import { rng } from '../model/weights/generate.ts';
 import { accuracy, logLoss } from './metrics.ts';
 
@@ -243,6 +243,9 @@ export function lbfgs(
   return x;
 }
 
+/** L2 strengths tried by default, on standardised features. */
+export const DEFAULT_L2_GRID = [0.1, 0.03, 0.01, 0.003, 0.001];
+
 export interface LogregOptions extends SplitOptions {
   /** L2 strengths to try (on standardised features); the best validation log loss wins. */
   l2?: number[];
@@ -256,11 +259,14 @@ export function fitLogreg(data: TrainingSet, o: LogregOptions = {}): FittedHead 
   const { mean, scale } = standardiser(train);
   const tr = standardise(train, mean, scale);
   const va = standardise(val, mean, scale);
-  const grid = o.l2 ?? [3e-2, 1e-2, 3e-3, 1e-3];
+  // Strongest regularisation first; each fit starts from the previous solution (warm start).
+  const grid = [...(o.l2 ?? DEFAULT_L2_GRID)].sort((a, b) => b - a);
   let best: FittedHead | null = null;
   const history: EpochLog[] = [];
+  let start: Float64Array = new Float64Array(data.d + 1);
   for (const l2 of grid) {
-    const params = lbfgs((p, g) => lossAndGrad(tr, p, l2, g), new Float64Array(data.d + 1), { maxIter: o.maxIter ?? 200, signal: o.signal });
+    const params = lbfgs((p, g) => lossAndGrad(tr, p, l2, g), start, { maxIter: o.maxIter ?? 200, signal: o.signal });
+    start = params;
     const kernel = Float32Array.from(params.subarray(0, data.d));
     const bias = params[data.d];
     const pTrain = predictLinear(tr, kernel, bias);
@@ -288,6 +294,7 @@ export interface SeedRecipeOptions extends SplitOptions {
 export async function fitSeedRecipe(data: TrainingSet, o: SeedRecipeOptions = {}): Promise<FittedHead> {
   const { train, val } = split(data, o);
   const seed = o.seed ?? 2018;
+  await initTf();
   const model = tf.sequential();
   model.add(tf.layers.dropout({ rate: o.dropout ?? 0.5, inputShape: [data.d], seed }));
   model.add(tf.layers.dense({ units: 1, activation: 'sigmoid', kernelInitializer: tf.initializers.glorotUniform({ seed }) }));

@@ -57,12 +57,14 @@ export interface Candidate {
   recipe: 'seed' | 'logreg';
   flip: boolean;
   fitted: FittedHead;
+  /** Time to fit, seconds. */
+  seconds: number;
 }
 
 export interface TrainResult {
   modelId: string;
   head: HeadFile;
-  candidates: { recipe: string; flip: boolean; valLoss: number; valAcc: number }[];
+  candidates: { recipe: string; flip: boolean; valLoss: number; valAcc: number; seconds: number }[];
   chosen: Candidate;
   outliers: number;
   trainCount: number;
@@ -114,6 +116,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       for (const recipe of recipes) {
         o.signal?.throwIfAborted();
         progress('fit', `fitting ${recipe}${flip ? ' with flip averaging' : ''} on ${data.n} photos`);
+        const fitStart = performance.now();
         const fitted =
           recipe === 'seed'
             ? await fitSeedRecipe(data, {
@@ -125,8 +128,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
                 onEpoch: (e) => progress('fit', `seed recipe epoch ${e.epoch}: loss ${e.loss.toFixed(4)} acc ${(e.acc * 100).toFixed(2)}% val_loss ${e.valLoss.toFixed(4)} val_acc ${(e.valAcc * 100).toFixed(2)}%`),
               })
             : fitLogreg(data, { seed: o.seed, validationSplit: o.validationSplit, l2: o.l2, signal: o.signal, onProgress: (m) => progress('fit', m) });
-        candidates.push({ recipe, flip, fitted });
-        progress('fit', `${recipe}${flip ? '+flip' : ''}: validation log loss ${fitted.valLoss.toFixed(4)}, accuracy ${(fitted.valAcc * 100).toFixed(2)}%`);
+        const seconds = (performance.now() - fitStart) / 1000;
+        candidates.push({ recipe, flip, fitted, seconds });
+        progress('fit', `${recipe}${flip ? '+flip' : ''}: validation log loss ${fitted.valLoss.toFixed(4)}, accuracy ${(fitted.valAcc * 100).toFixed(2)}% (${seconds.toFixed(1)} s)`);
       }
     }
     const chosen = candidates.reduce((a, b) => (b.fitted.valLoss < a.fitted.valLoss ? b : a));
@@ -175,7 +179,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         photos: extracted.ok.length,
         outliers: { flagged: auto.length, excluded: extracted.ok.length - items.length, topK: o.cleanTopK ?? DEFAULT_CLEAN_TOP_K, reviewedList: o.outliersFile ? basename(o.outliersFile) : null },
         metrics: { valLoss: chosen.fitted.valLoss, valAcc: chosen.fitted.valAcc, trainCount: data.n - val.n, valCount: val.n, valBySource },
-        candidates: candidates.map((c) => ({ recipe: c.recipe, flip: c.flip, valLoss: c.fitted.valLoss, valAcc: c.fitted.valAcc, params: c.fitted.params })),
+        candidates: candidates.map((c) => ({ recipe: c.recipe, flip: c.flip, valLoss: c.fitted.valLoss, valAcc: c.fitted.valAcc, seconds: c.seconds, params: c.fitted.params })),
         history: chosen.fitted.history,
       },
     };
@@ -183,7 +187,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     return {
       modelId,
       head: { ...head, meta: { ...head.meta, id: modelId } },
-      candidates: candidates.map((c) => ({ recipe: c.recipe, flip: c.flip, valLoss: c.fitted.valLoss, valAcc: c.fitted.valAcc })),
+      candidates: candidates.map((c) => ({ recipe: c.recipe, flip: c.flip, valLoss: c.fitted.valLoss, valAcc: c.fitted.valAcc, seconds: c.seconds })),
       chosen,
       outliers: auto.length,
       trainCount: data.n - val.n,

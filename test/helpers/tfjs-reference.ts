@@ -2,32 +2,9 @@
  * The reference our ONNX graphs are checked against: Keras topologies run by TF.js
  * (`@tensorflow/tfjs`), on its wasm backend (the cpu backend when wasm cannot start).
  */
-import * as tf from '@tensorflow/tfjs';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { initTf, tf } from '../../src/model/tf.ts';
 
-let ready: Promise<string> | null = null;
-
-export function initTf(): Promise<string> {
-  ready ??= (async () => {
-    const require = createRequire(import.meta.url);
-    const dist = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm')), '/');
-    setWasmPaths(dist);
-    try {
-      if (await tf.setBackend('wasm')) {
-        await tf.ready();
-        return tf.getBackend();
-      }
-    } catch {
-      // fall through to cpu
-    }
-    await tf.setBackend('cpu');
-    await tf.ready();
-    return tf.getBackend();
-  })();
-  return ready;
-}
+export { initTf };
 
 export interface LayersModelArtifacts {
   modelTopology: object;
