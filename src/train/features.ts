@@ -93,7 +93,8 @@ export async function extractFeatures(samples: Sample[], classifier: Classifier,
 
 export async function extractInto(store: FeatureStore, samples: Sample[], classifier: Classifier, o: ExtractOptions): Promise<ExtractResult> {
   const views: View[] = o.flip ? [0, 1] : [0];
-  const batchSize = o.batchSize ?? 8;
+  // ONNX Runtime on 2 cores is no faster per photo in larger batches, and batches cost memory.
+  const batchSize = o.batchSize ?? 1;
   const result: ExtractResult = { ok: [], failures: [], computed: 0, cached: 0 };
   const started = performance.now();
   let pending: { item: ExtractedSample; image: DecodedImage }[] = [];
