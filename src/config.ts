@@ -48,7 +48,8 @@ export interface Config {
     perGuild: number;
   };
   admins: { userIds: string[]; roleIds: string[] };
-  data: { train: string | null; test: string | null; testLabels: string | null };
+  /** What the admin jobs work on: training sources (TRAIN_DATA, comma-separated), the test set and its labels. */
+  data: { train: string[]; test: string | null; testLabels: string | null };
 }
 
 export const DEFAULT_ATTACHMENT_HOSTS = ['cdn.discordapp.com', 'media.discordapp.net'] as const;
@@ -155,6 +156,17 @@ class Reader {
     return hosts;
   }
 
+  /** A comma-separated list of paths, each resolved against `base`. */
+  paths(name: string, base: string): string[] {
+    const v = this.raw(name);
+    if (v === undefined) return [];
+    return v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+      .map((p) => (isAbsolute(p) ? p : resolve(base, p)));
+  }
+
   path(name: string, base: string): string | null {
     const v = this.raw(name);
     if (v === undefined) return null;
@@ -230,7 +242,7 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
     },
     admins: { userIds: r.snowflakes('ADMIN_USER_IDS'), roleIds: r.snowflakes('ADMIN_ROLE_IDS') },
     data: {
-      train: r.path('TRAIN_DATA', cwd),
+      train: r.paths('TRAIN_DATA', cwd),
       test: r.path('TEST_DATA', cwd),
       testLabels: r.path('TEST_LABELS', cwd),
     },

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { commands } from '../commands/index.ts';
 import { Bot } from './bot/client.ts';
 import { backboneList } from './bot/replies.ts';
-import type { BotServices, Log } from './bot/services.ts';
+import type { AdminServices, BotServices, Log } from './bot/services.ts';
 import { loadConfig, type Config, type Env } from './config.ts';
 import { ConfigError } from './errors.ts';
 import type { BackboneName, ImageClassifier } from './model/types.ts';
@@ -31,6 +31,10 @@ export interface MainOptions {
   /** Install SIGTERM/SIGINT handlers that shut down and exit (default true). */
   handleSignals?: boolean;
   exit?: (code: number) => void;
+  /** Least time between two edits of a job's progress message (default 5000 ms; tests use less). */
+  jobProgressIntervalMs?: number;
+  /** How long an interaction token edits its reply before the channel message is edited instead (default 14 min). */
+  interactionTokenTtlMs?: number;
 }
 
 export interface App {
@@ -58,6 +62,40 @@ async function loadRealClassifier(config: Config, log: Log): Promise<LoadedClass
   });
 }
 
+/**
+ * Jobs and model operations, when the classifier can train (the real ONNX one; the bot's tests
+ * inject a double that cannot). The jobs use this same classifier instance: their backbone
+ * batches go through its priority lock behind interactive requests. Jobs left 'running' by a
+ * process that died are marked interrupted here.
+ */
+async function adminServices(classifier: LoadedClassifier, config: Config, store: Store, log: Log, options: MainOptions): Promise<AdminServices | undefined> {
+  const { Classifier } = await import('./model/classifier.ts');
+  if (!(classifier instanceof Classifier)) {
+    log('admin: jobs are off (the classifier in use cannot train)');
+    return undefined;
+  }
+  const [{ JobRunner }, { pipelineWork }, { ModelAdmin }] = await Promise.all([
+    import('./jobs/runner.ts'),
+    import('./jobs/work.ts'),
+    import('./jobs/models.ts'),
+  ]);
+  const jobs = new JobRunner({ repo: store.jobs, work: pipelineWork({ classifier, dataDir: config.dataDir }), log });
+  const interrupted = await jobs.recover();
+  if (interrupted.length) log(`admin: ${interrupted.length} job(s) interrupted by the last stop; resume them from /jobs`);
+  const admins = config.admins;
+  log(
+    `admin: ${admins.userIds.length || admins.roleIds.length ? `${admins.userIds.length} admin user(s), ${admins.roleIds.length} admin role(s)` : 'admins are members with the Administrator permission'}; ` +
+      `TRAIN_DATA ${config.data.train.join(', ') || '(not set)'}; TEST_DATA ${config.data.test ?? '(not set)'}`,
+  );
+  return {
+    jobs,
+    models: new ModelAdmin(classifier),
+    progressIntervalMs: options.jobProgressIntervalMs ?? 5000,
+    tokenTtlMs: options.interactionTokenTtlMs ?? 14 * 60_000,
+    background: new Set(),
+  };
+}
+
 export async function main(options: MainOptions = {}): Promise<App> {
   const log = options.log ?? timestamped;
   const exit = options.exit ?? ((code: number) => process.exit(code));
@@ -76,6 +114,7 @@ export async function main(options: MainOptions = {}): Promise<App> {
   const gate = new WorkGate();
   const abort = new AbortController();
   const services: BotServices = { config, store, classifier: new QueuedClassifier(classifier, queue), metrics, gate, log };
+  services.admin = await adminServices(classifier, config, store, log, options);
 
   let bot: Bot | null = null;
   metrics.watchDiscord(() => (bot ? bot.connected : null));
@@ -106,6 +145,11 @@ export async function main(options: MainOptions = {}): Promise<App> {
       }, SHUTDOWN_GRACE_MS);
       timer.unref();
       await gate.close();
+      if (services.admin) {
+        // A running job stops (within one batch) and is recorded 'interrupted': resumable after the restart.
+        await services.admin.jobs.shutdown();
+        while (services.admin.background.size) await Promise.allSettled([...services.admin.background]);
+      }
       queue.close();
       await queue.idle();
       if (bot) {

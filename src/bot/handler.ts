@@ -2,10 +2,13 @@
  * The one command handler: for every slash and context-menu command it applies, in order, the
  * shutdown gate, member permissions, the per-user cooldown (told once per window), the deferral
  * (Discord's 3-second rule), then execute(), turning any error into polite words and recording
- * metrics. Commands stay thin.
+ * metrics. Admin commands (command.admin) and admin buttons are refused, and the attempt logged,
+ * for anyone who is not one of the bot's admins (src/bot/admin.ts). Buttons on the bot's messages
+ * are routed here too, by custom id prefix. Commands stay thin.
  */
 import {
   MessageFlags,
+  type ButtonInteraction,
   type ChatInputCommandInteraction,
   type Interaction,
   type MessageContextMenuCommandInteraction,
@@ -13,19 +16,27 @@ import {
 } from 'discord.js';
 import { ShuttingDown } from '../errors.ts';
 import { outcomeOf, type Outcome } from '../web/metrics.ts';
-import type { Command } from './command.ts';
-import { cooldownWords, describeError, isExpected } from './replies.ts';
+import { adminCheckInput, isAdmin, refusalLogLine } from './admin.ts';
+import type { ButtonRoute, Command } from './command.ts';
+import { adminRefusalWords, cooldownWords, describeError, isExpected } from './replies.ts';
 import type { BotServices } from './services.ts';
 
 export class CommandHandler {
   private readonly byName = new Map<string, Command>();
+  private readonly buttons = new Map<string, ButtonRoute>();
 
   constructor(
     commands: readonly Command[],
     private readonly services: BotServices,
     private readonly signal: AbortSignal = new AbortController().signal,
   ) {
-    for (const c of commands) this.byName.set(c.definition.name, c);
+    for (const c of commands) {
+      this.byName.set(c.definition.name, c);
+      for (const b of c.buttons ?? []) {
+        if (this.buttons.has(b.prefix)) throw new Error(`two commands route buttons "${b.prefix}:…"`);
+        this.buttons.set(b.prefix, b);
+      }
+    }
   }
 
   get commands(): Command[] {
@@ -33,6 +44,7 @@ export class CommandHandler {
   }
 
   async handle(interaction: Interaction): Promise<void> {
+    if (interaction.isButton()) return this.handleButton(interaction);
     if (!interaction.isChatInputCommand() && !interaction.isMessageContextMenuCommand()) return;
     const command = this.byName.get(interaction.commandName);
     const bound = command && bind(command, interaction);
@@ -67,6 +79,13 @@ export class CommandHandler {
         }
       }
 
+      if (command.admin && !isAdmin(adminCheckInput(interaction), config.admins)) {
+        outcome = 'forbidden';
+        this.services.log(refusalLogLine(interaction, `/${interaction.commandName}`));
+        await interaction.reply({ content: adminRefusalWords(config.admins), flags: MessageFlags.Ephemeral });
+        return;
+      }
+
       if (command.cooldown && config.cooldownSeconds > 0) {
         const check = await store.cooldowns.take(interaction.user.id, config.cooldownSeconds);
         if (!check.allowed) {
@@ -96,6 +115,48 @@ export class CommandHandler {
       this.logError(interaction, err);
     } finally {
       metrics.observe(command.surface, outcome, (performance.now() - started) / 1000);
+      leave?.();
+    }
+  }
+
+  /** A button on one of the bot's messages: gate, admin check, then the route's handler. */
+  private async handleButton(interaction: ButtonInteraction): Promise<void> {
+    const [prefix = '', ...args] = interaction.customId.split(':');
+    const route = this.buttons.get(prefix);
+    if (!route) return; // not ours (or from an older version): Discord shows "interaction failed"
+    const started = performance.now();
+    const { gate, metrics, config, log } = this.services;
+    let outcome: Outcome = 'ok';
+    let leave: (() => void) | null = null;
+    try {
+      try {
+        leave = gate.enter();
+      } catch (err) {
+        if (!(err instanceof ShuttingDown)) throw err;
+        outcome = 'shutting_down';
+        await interaction.reply({ content: describeError(err), flags: MessageFlags.Ephemeral });
+        return;
+      }
+      if (route.admin && !isAdmin(adminCheckInput(interaction), config.admins)) {
+        outcome = 'forbidden';
+        log(refusalLogLine(interaction, `the button ${prefix}`));
+        await interaction.reply({ content: adminRefusalWords(config.admins), flags: MessageFlags.Ephemeral });
+        return;
+      }
+      try {
+        outcome = (await route.handle({ interaction, services: this.services, signal: this.signal, args })) ?? 'ok';
+      } catch (err) {
+        outcome = err && typeof err === 'object' && 'code' in err && err.code === 'usage' ? 'bad_input' : outcomeOf(err);
+        if (!isExpected(err)) log(`error in button ${interaction.customId} (interaction ${interaction.id}): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+        const answer = { content: describeError(err), flags: MessageFlags.Ephemeral } as const;
+        if (interaction.deferred || interaction.replied) await interaction.followUp(answer);
+        else await interaction.reply(answer);
+      }
+    } catch (err) {
+      outcome = 'error';
+      log(`error in button ${interaction.customId} (interaction ${interaction.id}): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    } finally {
+      metrics.observe('admin', outcome, (performance.now() - started) / 1000);
       leave?.();
     }
   }

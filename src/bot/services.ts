@@ -3,6 +3,8 @@
  * metrics, the shutdown gate and a log. Built once in main.ts (and in tests).
  */
 import type { Config } from '../config.ts';
+import type { ModelAdmin } from '../jobs/models.ts';
+import type { JobRunner } from '../jobs/runner.ts';
 import type { QueuedClassifier, WorkGate } from '../queue.ts';
 import type { Store } from '../store/index.ts';
 import type { Metrics } from '../web/metrics.ts';
@@ -17,4 +19,17 @@ export interface BotServices {
   /** Work in flight; closed on SIGTERM so no new work starts. */
   gate: WorkGate;
   log: Log;
+  /** Admin operations (jobs, models); absent when the classifier cannot train (a test double). */
+  admin?: AdminServices;
+}
+
+export interface AdminServices {
+  jobs: JobRunner;
+  models: ModelAdmin;
+  /** Least time between two edits of a job's progress message (default 5 s). */
+  progressIntervalMs: number;
+  /** How long an interaction's token may be used to edit its reply (Discord: 15 min); then the channel message is edited. */
+  tokenTtlMs: number;
+  /** Message edits still to make for jobs (awaited at shutdown). */
+  background: Set<Promise<void>>;
 }

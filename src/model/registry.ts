@@ -58,17 +58,31 @@ async function writeState(state: ActiveState): Promise<void> {
 }
 
 /** Stores a head as a new version; returns its id. Does not make it active. */
-export async function addModel(head: HeadFile, id = newModelId()): Promise<string> {
-  const dir = join(registryDir(), id);
-  const staging = `${dir}.partial-${process.pid}`;
-  await mkdir(staging, { recursive: true });
-  await saveHead(join(staging, 'head.json'), { ...head, meta: { ...head.meta, id } });
-  await rename(staging, dir);
-  return id;
+export async function addModel(head: HeadFile, id?: string): Promise<string> {
+  await mkdir(registryDir(), { recursive: true });
+  const base = id ?? newModelId();
+  // Ids carry milliseconds; versions stored in the same millisecond get a suffix (-2, -3…).
+  for (let n = 1; ; n++) {
+    const finalId = n === 1 ? base : `${base}-${n}`;
+    const dir = join(registryDir(), finalId);
+    const staging = `${dir}.partial-${process.pid}-${n}`;
+    await mkdir(staging, { recursive: true });
+    await saveHead(join(staging, 'head.json'), { ...head, meta: { ...head.meta, id: finalId } });
+    try {
+      if (existsSync(dir)) throw Object.assign(new Error('exists'), { code: 'EEXIST' });
+      await rename(staging, dir);
+      return finalId;
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
+      if (id) throw new ModelError('model_exists', `A model ${id} is already in the registry.`);
+    }
+  }
 }
 
 export function newModelId(date = new Date()): string {
-  return `m-${date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}`;
+  return `m-${date.toISOString().replace(/[-:]/g, '')}`;
 }
 
 export async function listModels(): Promise<{ id: string; head: HeadFile; active: boolean }[]> {

@@ -2,7 +2,7 @@
  * State behind small typed repositories, on keyv: embedded SQLite by default (a file under
  * DATA_DIR), Redis with STORE_URL=redis://… and the same behaviour. Holds guild and channel
  * settings, per-guild counters and per-user cooldowns; never photos or attachment URLs (Discord's
- * CDN links are signed and expire, and photos are not ours to keep).
+ * CDN links are signed and expire, and photos are not ours to keep), and the records of admin jobs.
  *
  * Read-modify-write updates are serialised per key inside the process (one bot process per
  * deployment); the values are small JSON objects.
@@ -12,6 +12,7 @@ import { dirname } from 'node:path';
 import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
 import type { StoreConfig } from '../config.ts';
+import type { JobRecord } from '../jobs/types.ts';
 
 export type AnswerStyle = 'reply' | 'react';
 
@@ -147,10 +148,65 @@ export class CooldownRepo {
   }
 }
 
+/**
+ * Job records (src/jobs): `job:<id>` per record, ids handed out from a counter, and the list of
+ * recent ids (oldest first, at most KEEP_JOBS: older records are deleted).
+ */
+export class JobRepo {
+  static readonly KEEP_JOBS = 100;
+
+  constructor(
+    private readonly kv: Keyv,
+    private readonly mutex: KeyedMutex,
+  ) {}
+
+  /** Stores a new record with the next id; returns it. */
+  async create(record: Omit<JobRecord, 'id'>): Promise<JobRecord> {
+    return this.mutex.run('jobs:index', async () => {
+      const seq = (((await this.kv.get('jobs:seq')) as number | undefined) ?? 0) + 1;
+      await this.kv.set('jobs:seq', seq);
+      const full: JobRecord = { id: String(seq), ...record };
+      await this.kv.set(`job:${full.id}`, full);
+      const ids = [...(((await this.kv.get('jobs:recent')) as string[] | undefined) ?? []), full.id];
+      const dropped = ids.splice(0, Math.max(0, ids.length - JobRepo.KEEP_JOBS));
+      for (const id of dropped) await this.kv.delete(`job:${id}`);
+      await this.kv.set('jobs:recent', ids);
+      return full;
+    });
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    return ((await this.kv.get(`job:${id}`)) as JobRecord | undefined) ?? null;
+  }
+
+  /** Applies `patch` (or a function of the current record) and returns the new record; null when unknown. */
+  async update(id: string, patch: Partial<JobRecord> | ((r: JobRecord) => Partial<JobRecord>)): Promise<JobRecord | null> {
+    return this.mutex.run(`job:${id}`, async () => {
+      const cur = await this.get(id);
+      if (!cur) return null;
+      const next: JobRecord = { ...cur, ...(typeof patch === 'function' ? patch(cur) : patch), id };
+      await this.kv.set(`job:${id}`, next);
+      return next;
+    });
+  }
+
+  /** The most recent records, newest first. */
+  async recent(limit = 10): Promise<JobRecord[]> {
+    const ids = ((await this.kv.get('jobs:recent')) as string[] | undefined) ?? [];
+    const out: JobRecord[] = [];
+    for (const id of ids.slice(-limit).reverse()) {
+      const r = await this.get(id);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+}
+
 export class Store {
   readonly settings: SettingsRepo;
   readonly stats: StatsRepo;
   readonly cooldowns: CooldownRepo;
+  readonly jobs: JobRepo;
   private closed = false;
 
   private constructor(
@@ -161,6 +217,7 @@ export class Store {
     this.settings = new SettingsRepo(kv, mutex);
     this.stats = new StatsRepo(kv, mutex);
     this.cooldowns = new CooldownRepo(kv, mutex);
+    this.jobs = new JobRepo(kv, mutex);
   }
 
   /** Opens the store and checks it answers (so a bad STORE_URL fails at startup, not on first use). */

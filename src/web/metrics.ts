@@ -6,7 +6,7 @@
 import type { QueueStats } from '../queue.ts';
 
 /** Where a request came in. */
-export type Surface = 'slash' | 'context_menu' | 'auto_detect' | 'web';
+export type Surface = 'slash' | 'context_menu' | 'auto_detect' | 'web' | 'admin';
 
 /** How it ended, in a few stable words (label values). */
 export type Outcome =

@@ -4,7 +4,9 @@
  * - REST under /api/v10: GET /gateway/bot (points at our own WebSocket), application commands
  *   (GET/PUT, global and guild), interaction callbacks, webhook edits/deletes/follow-ups, channel
  *   messages and reactions. Every request is recorded (path segments percent-decoded, JSON or
- *   multipart payload_json parsed); a 429 can be injected for the next matching request.
+ *   multipart payload_json parsed, multipart files kept); a 429 can be injected for the next
+ *   matching request. The messages the bot posts and edits are kept (by id), so a test can press
+ *   a button on one of them (a component interaction).
  * - A CDN under /attachments/… serving the files a test registered (and 404 for the rest).
  * - The gateway under /gateway: HELLO, IDENTIFY → READY + one GUILD_CREATE per guild, heartbeat
  *   ACKs, dispatches with sequence numbers, dropConnection() and RESUME with replay of what the
@@ -31,6 +33,8 @@ export interface RecordedRequest {
   headers: IncomingMessage['headers'];
   /** Parsed JSON (or multipart payload_json), else null. */
   body: any;
+  /** Files of a multipart request (attachments), in order. */
+  files: { field: string; name: string; bytes: Buffer }[];
   status: number;
 }
 
@@ -55,6 +59,8 @@ export interface FakeGuild {
   channels: FakeChannel[];
   /** Permissions of @everyone (and so of the bot, which has no other role). */
   everyonePermissions: bigint;
+  /** Roles besides @everyone (members get them through `roles` on an interaction). */
+  roles?: { id: string; name: string }[];
 }
 
 interface StoredFile {
@@ -276,14 +282,18 @@ export class FakeDiscord extends EventEmitter {
       })
       .join('/');
     let body: any = null;
+    const files: RecordedRequest['files'] = [];
     const type = String(req.headers['content-type'] ?? '');
     if (raw.length && type.includes('application/json')) body = JSON.parse(raw.toString('utf8'));
     else if (raw.length && type.startsWith('multipart/form-data')) {
       const form = await new Request('http://x/', { method: 'POST', headers: { 'content-type': type }, body: new Uint8Array(raw) }).formData();
       const pj = form.get('payload_json');
       body = typeof pj === 'string' ? JSON.parse(pj) : {};
+      for (const [field, v] of form.entries()) {
+        if (typeof v !== 'string') files.push({ field, name: v.name, bytes: Buffer.from(await v.arrayBuffer()) });
+      }
     }
-    const rec: RecordedRequest = { seq: ++this.requestSeq, method: req.method ?? 'GET', path, rawPath, query: url.searchParams, headers: req.headers, body, status: 0 };
+    const rec: RecordedRequest = { seq: ++this.requestSeq, method: req.method ?? 'GET', path, rawPath, query: url.searchParams, headers: req.headers, body, files, status: 0 };
     const reply = (status: number, json?: unknown, headers: Record<string, string> = {}) => {
       rec.status = status;
       this.requests.push(rec);
@@ -368,6 +378,11 @@ export class FakeDiscord extends EventEmitter {
 
     // Interaction callback: POST /interactions/{id}/{token}/callback
     if (m === 'POST' && seg[0] === 'interactions' && seg[3] === 'callback') {
+      const token = seg[2]!;
+      const channelId = this.interactionChannels.get(token) ?? this.channel('general').id;
+      // 4/5: a new response message (for a button too); 6/7: the message the button is on.
+      if (body?.type === 4 || body?.type === 5) this.keep(channelId, this.newOriginal(token), body.data ?? {}, files);
+      if (body?.type === 7 && this.originalIds.has(token)) this.keep(channelId, this.originalIds.get(token)!, body.data ?? {}, files);
       this.emit('interactionCallback', { id: seg[1], token: seg[2], body });
       return reply(204);
     }
@@ -376,11 +391,14 @@ export class FakeDiscord extends EventEmitter {
     if (seg[0] === 'webhooks' && seg[1] === this.appId) {
       const token = seg[2]!;
       if (seg[3] === 'messages' && (m === 'PATCH' || m === 'GET')) {
-        return reply(200, this.message({ channelId: this.interactionChannels.get(token) ?? this.channel('general').id, body, author: this.botUser, id: seg[4] === '@original' ? snowflake() : seg[4]! }));
+        // @original of a component interaction is the message the button is on.
+        const id = seg[4] === '@original' ? (this.originalIds.get(token) ?? this.newOriginal(token)) : seg[4]!;
+        const channelId = this.interactionChannels.get(token) ?? this.channel('general').id;
+        return reply(200, m === 'PATCH' ? this.keep(channelId, id, body, files) : (this.messages.get(id) ?? this.message({ channelId, author: this.botUser, id })));
       }
       if (seg[3] === 'messages' && m === 'DELETE') return reply(204);
       if (seg.length === 3 && m === 'POST') {
-        return reply(200, this.message({ channelId: this.interactionChannels.get(token) ?? this.channel('general').id, body, author: this.botUser }));
+        return reply(200, this.keep(this.interactionChannels.get(token) ?? this.channel('general').id, snowflake(), body, files));
       }
     }
 
@@ -388,7 +406,11 @@ export class FakeDiscord extends EventEmitter {
     if (seg[0] === 'channels') {
       const channelId = seg[1]!;
       if (m === 'POST' && seg[2] === 'messages' && seg.length === 3) {
-        return reply(200, this.message({ channelId, body, author: this.botUser }));
+        return reply(200, this.keep(channelId, snowflake(), body, files));
+      }
+      if (m === 'PATCH' && seg[2] === 'messages' && seg.length === 4) {
+        if (!this.messages.has(seg[3]!)) return reply(404, { message: 'Unknown Message', code: 10008 });
+        return reply(200, this.keep(channelId, seg[3]!, body, files));
       }
       if (m === 'PUT' && seg[2] === 'messages' && seg[4] === 'reactions' && seg[6] === '@me') return reply(204);
     }
@@ -396,6 +418,32 @@ export class FakeDiscord extends EventEmitter {
   }
 
   private readonly interactionChannels = new Map<string, string>();
+  /** Interaction token → the id of its original response (stable across edits). */
+  private readonly originalIds = new Map<string, string>();
+  /** Messages the bot posted or edited, by id, as they are now. */
+  readonly messages = new Map<string, any>();
+
+  private newOriginal(token: string): string {
+    const id = snowflake();
+    this.originalIds.set(token, id);
+    return id;
+  }
+
+  /** Creates or updates a bot message from a REST body (fields not sent are kept, like Discord). */
+  private keep(channelId: string, id: string, body: any, files: RecordedRequest['files']): any {
+    const prev = this.messages.get(id) ?? this.message({ channelId, author: this.botUser, id });
+    const next = { ...prev, edited_timestamp: this.messages.has(id) ? new Date().toISOString() : null };
+    if (body?.content !== undefined) next.content = body.content;
+    if (body?.embeds !== undefined) next.embeds = body.embeds;
+    if (body?.components !== undefined) next.components = body.components;
+    if (body?.flags !== undefined) next.flags = body.flags;
+    if (files.length || body?.attachments !== undefined) {
+      const kept = (body?.attachments ?? []).filter((a: any) => prev.attachments.some((p: any) => p.id === a.id)).map((a: any) => prev.attachments.find((p: any) => p.id === a.id));
+      next.attachments = [...kept, ...files.map((f) => ({ id: snowflake(), filename: f.name, size: f.bytes.length, url: `${this.baseUrl}/attachments/x/${f.name}`, proxy_url: `${this.baseUrl}/attachments/x/${f.name}` }))];
+    }
+    this.messages.set(id, next);
+    return next;
+  }
 
   /** A message object as Discord returns it. */
   message(o: { channelId: string; author: FakeUser; body?: any; id?: string; attachments?: any[]; content?: string; guildId?: string }): any {
@@ -554,6 +602,7 @@ export class FakeDiscord extends EventEmitter {
       explicit_content_filter: 0,
       roles: [
         { id: g.id, name: '@everyone', color: 0, hoist: false, icon: null, unicode_emoji: null, position: 0, permissions: g.everyonePermissions.toString(), managed: false, mentionable: false, flags: 0 },
+        ...(g.roles ?? []).map((r, i) => ({ id: r.id, name: r.name, color: 0, hoist: false, icon: null, unicode_emoji: null, position: i + 1, permissions: '0', managed: false, mentionable: false, flags: 0 })),
       ],
       emojis: [],
       stickers: [],
@@ -588,11 +637,11 @@ export class FakeDiscord extends EventEmitter {
 
   // ------------------------------------------------------------------ what users do
 
-  private member(user: FakeUser, permissions: bigint): any {
-    return { user, roles: [], permissions: permissions.toString(), joined_at: new Date().toISOString(), deaf: false, mute: false, flags: 0, nick: null, avatar: null, pending: false };
+  private member(user: FakeUser, permissions: bigint, roles: string[] = []): any {
+    return { user, roles, permissions: permissions.toString(), joined_at: new Date().toISOString(), deaf: false, mute: false, flags: 0, nick: null, avatar: null, pending: false };
   }
 
-  private interactionBase(o: { user: FakeUser; guild?: FakeGuild; channel: FakeChannel; permissions?: bigint }): { id: string; token: string; payload: any } {
+  private interactionBase(o: { user: FakeUser; guild?: FakeGuild; channel: FakeChannel; permissions?: bigint; roles?: string[] }): { id: string; token: string; payload: any } {
     const guild = o.guild ?? this.guild();
     const id = snowflake();
     const token = `itoken-${id}`;
@@ -608,7 +657,7 @@ export class FakeDiscord extends EventEmitter {
         guild_id: guild.id,
         channel_id: o.channel.id,
         channel: { id: o.channel.id, type: o.channel.type, name: o.channel.name, guild_id: guild.id, permissions: DEFAULT_PERMISSIONS.toString() },
-        member: this.member(o.user, o.permissions ?? DEFAULT_PERMISSIONS),
+        member: this.member(o.user, o.permissions ?? DEFAULT_PERMISSIONS, o.roles),
         app_permissions: guild.everyonePermissions.toString(),
         locale: 'en-US',
         guild_locale: 'en-US',
@@ -626,9 +675,9 @@ export class FakeDiscord extends EventEmitter {
    */
   slashCommand(
     name: string,
-    o: { user: FakeUser; channel?: FakeChannel; options?: any[]; attachments?: any[]; permissions?: bigint; guild?: FakeGuild },
+    o: { user: FakeUser; channel?: FakeChannel; options?: any[]; attachments?: any[]; permissions?: bigint; roles?: string[]; guild?: FakeGuild },
   ): { id: string; token: string } {
-    const base = this.interactionBase({ user: o.user, channel: o.channel ?? this.channel('general'), permissions: o.permissions, guild: o.guild });
+    const base = this.interactionBase({ user: o.user, channel: o.channel ?? this.channel('general'), permissions: o.permissions, roles: o.roles, guild: o.guild });
     const registered = [...this.commands.values()].flat().find((c) => c.name === name && (c.type ?? 1) === 1);
     base.payload.type = 2;
     base.payload.data = {
@@ -641,6 +690,32 @@ export class FakeDiscord extends EventEmitter {
     };
     this.dispatch('INTERACTION_CREATE', base.payload);
     return { id: base.id, token: base.token };
+  }
+
+  /**
+   * A user presses a button (custom id `customId`) on a message the bot posted (its id, as kept
+   * from the bot's requests). An update or deferred update of this interaction edits that message.
+   */
+  pressButton(messageId: string, customId: string, o: { user: FakeUser; permissions?: bigint; roles?: string[]; guild?: FakeGuild }): { id: string; token: string } {
+    const message = this.messages.get(messageId);
+    if (!message) throw new Error(`the bot has posted no message ${messageId}`);
+    const buttons = (message.components ?? []).flatMap((row: any) => row.components ?? []);
+    if (!buttons.some((b: any) => b.custom_id === customId)) {
+      throw new Error(`message ${messageId} has no button ${customId} (it has: ${buttons.map((b: any) => b.custom_id).join(', ') || 'none'})`);
+    }
+    const channel = (o.guild ?? this.guild()).channels.find((c) => c.id === message.channel_id) ?? this.channel('general');
+    const base = this.interactionBase({ user: o.user, channel, permissions: o.permissions, roles: o.roles, guild: o.guild });
+    this.originalIds.set(base.token, messageId);
+    base.payload.type = 3;
+    base.payload.message = message;
+    base.payload.data = { custom_id: customId, component_type: 2 };
+    this.dispatch('INTERACTION_CREATE', base.payload);
+    return { id: base.id, token: base.token };
+  }
+
+  /** The id of the original response of an interaction (after its first edit). */
+  originalId(interaction: { token: string }): string | undefined {
+    return this.originalIds.get(interaction.token);
   }
 
   /** A user picks "Cat or dog?" (or another message command) on a message. */

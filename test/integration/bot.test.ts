@@ -94,9 +94,18 @@ describe('startup', () => {
     expect(logs.some((l) => /model: backbones ResNet50 \+ Xception; head mean-colour-test-double/.test(l))).toBe(true);
   });
 
-  it('registered the four commands in the development guild, and a second sync changes nothing', async () => {
+  it('registered the commands in the development guild, and a second sync changes nothing', async () => {
     const registered = fake.commands.get(fake.guild().id)!;
-    expect(registered.map((c) => `${c.type}:${c.name}`).sort()).toEqual(['1:catdog', '1:catdog-settings', '1:catdog-stats', '3:Cat or dog?']);
+    expect(registered.map((c) => `${c.type}:${c.name}`).sort()).toEqual([
+      '1:catdog',
+      '1:catdog-settings',
+      '1:catdog-stats',
+      '1:jobs',
+      '1:model',
+      '1:retrain',
+      '1:score',
+      '3:Cat or dog?',
+    ]);
     const settings = registered.find((c) => c.name === 'catdog-settings');
     expect(settings.default_member_permissions).toBe(PermissionFlagsBits.ManageGuild.toString());
     const puts = fake.requests.filter((r) => r.method === 'PUT').length;
@@ -465,7 +474,7 @@ describe('without the Message Content intent', () => {
       second = await main({ env: { ...env, MESSAGE_CONTENT_INTENT: 'false' }, classifier, handleSignals: false, log: () => {} });
       expect(strict.identifies.at(-1).intents).toBe(GatewayIntentBits.Guilds | GatewayIntentBits.GuildMessages);
       // No DISCORD_APP_ID: commands were registered globally under the id from READY.
-      expect(strict.commands.get('global')).toHaveLength(4);
+      expect(strict.commands.get('global')).toHaveLength(8);
       const dog = strict.attachment('dog.png', await makePhoto(DOGGY), { contentType: 'image/png', width: 64, height: 48 });
       const target = strict.existingMessage({ user: makeUser('poster'), channel: strict.channel('general'), attachments: [dog] });
       const i = strict.messageCommand('Cat or dog?', { user: makeUser('reader'), target });

@@ -36,7 +36,7 @@ describe('config', () => {
     expect(c.cooldownSeconds).toBe(10);
     expect(c.queue).toEqual({ size: 32, concurrency: 1, perGuild: 2 });
     expect(c.admins).toEqual({ userIds: [], roleIds: [] });
-    expect(c.data).toEqual({ train: null, test: null, testLabels: null });
+    expect(c.data).toEqual({ train: [], test: null, testLabels: null });
   });
 
   it('reads every variable', () => {
@@ -56,7 +56,7 @@ describe('config', () => {
         QUEUE_SIZE: '5',
         ADMIN_USER_IDS: '123456789012345678, 223456789012345678',
         ADMIN_ROLE_IDS: '',
-        TRAIN_DATA: 'data/train.zip',
+        TRAIN_DATA: 'data/train.zip, /abs/train-200px.zip',
         TEST_DATA: '/abs/test.zip',
         TEST_LABELS: 'labels.csv',
       },
@@ -71,7 +71,7 @@ describe('config', () => {
     expect(c.cooldownSeconds).toBe(0);
     expect(c.queue.size).toBe(5);
     expect(c.admins).toEqual({ userIds: ['123456789012345678', '223456789012345678'], roleIds: [] });
-    expect(c.data).toEqual({ train: '/srv/catdog/data/train.zip', test: '/abs/test.zip', testLabels: '/srv/catdog/labels.csv' });
+    expect(c.data).toEqual({ train: ['/srv/catdog/data/train.zip', '/abs/train-200px.zip'], test: '/abs/test.zip', testLabels: '/srv/catdog/labels.csv' });
   });
 
   it('reports every wrong value at once, one sentence each', () => {

@@ -157,13 +157,13 @@ describe('npm run register (scripts/register-commands.ts)', () => {
     fake.commands.delete('global');
     const first = run('scripts/register-commands.ts', env(), tmp);
     expect(await first.exit).toBe(0);
-    expect(first.out).toContain('Registered 4 command(s) (global): /catdog, "Cat or dog?", /catdog-settings, /catdog-stats');
-    expect(fake.commands.get('global')!.map((c) => c.name)).toEqual(['catdog', 'Cat or dog?', 'catdog-settings', 'catdog-stats']);
+    expect(first.out).toContain('Registered 8 command(s) (global): /catdog, "Cat or dog?", /catdog-settings, /catdog-stats, /retrain, /score, /model, /jobs');
+    expect(fake.commands.get('global')!.map((c) => c.name)).toEqual(['catdog', 'Cat or dog?', 'catdog-settings', 'catdog-stats', 'retrain', 'score', 'model', 'jobs']);
     const puts = fake.requests.filter((r) => r.method === 'PUT').length;
 
     const second = run('scripts/register-commands.ts', env(), tmp);
     expect(await second.exit).toBe(0);
-    expect(second.out[0]).toMatch(/^Already up to date: 4 command\(s\) \(global\)/);
+    expect(second.out[0]).toMatch(/^Already up to date: 8 command\(s\) \(global\)/);
     expect(fake.requests.filter((r) => r.method === 'PUT').length).toBe(puts);
   });
 

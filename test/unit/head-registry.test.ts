@@ -74,3 +74,18 @@ describe('model registry', () => {
     await expect(useModel('m-zzz')).rejects.toThrow(/No model m-zzz/);
   });
 });
+
+describe('model ids', () => {
+  it('stay unique when two models are stored in the same instant', async () => {
+    const saved = process.env.CATDOG_REGISTRY_DIR;
+    process.env.CATDOG_REGISTRY_DIR = mkdtempSync(join(tmpdir(), 'catdog-ids-'));
+    try {
+      const ids = await Promise.all([0, 1, 2].map(() => addModel(headFile(0.1))));
+      expect(new Set(ids).size).toBe(3);
+      for (const id of ids) expect(id).toMatch(/^m-\d{8}T\d{6}\.\d{3}Z(-\d+)?$/);
+    } finally {
+      if (saved === undefined) delete process.env.CATDOG_REGISTRY_DIR;
+      else process.env.CATDOG_REGISTRY_DIR = saved;
+    }
+  });
+});

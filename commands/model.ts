@@ -1,0 +1,49 @@
+/**
+ * `/model show|list|rollback` (admins): the active model and its metadata, the stored models, and
+ * going back to the previous model — in the registry and in the live classifier at once.
+ */
+import { InteractionContextType, PermissionFlagsBits, SlashCommandBuilder } from 'discord.js';
+import { adminServices, jobUser } from '../src/bot/admin.ts';
+import { chatCommand } from '../src/bot/command.ts';
+import { modelEmbed, modelListEmbed } from '../src/bot/replies.ts';
+
+export const model = chatCommand({
+  definition: new SlashCommandBuilder()
+    .setName('model')
+    .setDescription('The model the bot answers with (admins)')
+    .setDefaultMemberPermissions(PermissionFlagsBits.Administrator)
+    .setContexts(InteractionContextType.Guild)
+    .addSubcommand((s) => s.setName('show').setDescription('The active model and its metadata'))
+    .addSubcommand((s) => s.setName('list').setDescription('Every stored model'))
+    .addSubcommand((s) => s.setName('rollback').setDescription('Go back to the previously active model, at once'))
+    .toJSON(),
+  surface: 'admin',
+  cooldown: false,
+  admin: true,
+  defer: (i) => (i.options.getSubcommand(false) === 'rollback' ? 'public' : 'ephemeral'),
+  async execute({ interaction, services }) {
+    const { models } = adminServices(services);
+    const sub = interaction.options.getSubcommand(false) ?? 'show';
+    if (sub === 'list') {
+      await interaction.editReply({ embeds: [modelListEmbed(await models.list())] });
+      return;
+    }
+    if (sub === 'rollback') {
+      const by = jobUser(interaction.user);
+      const { from, to } = await models.rollback();
+      services.log(`admin: ${by.name} (${by.id}) rolled back from ${from ?? 'none'} to ${to}`);
+      await interaction.editReply({
+        embeds: [
+          {
+            title: '⏪ Rolled back',
+            description: `\`${to}\` is the active model again${from ? ` (instead of \`${from}\`)` : ''}; the bot answers with it from now on. Rolled back by ${by.name}.`,
+            color: 0xf1c40f,
+          },
+        ],
+      });
+      return;
+    }
+    const { registry, live, previous } = await models.active();
+    await interaction.editReply({ embeds: [modelEmbed(registry, live, previous)] });
+  },
+});

@@ -1,0 +1,29 @@
+/**
+ * `/score` (admins): the active model on TEST_DATA → submission.csv (Kaggle's format), attached;
+ * with TEST_LABELS also log loss, accuracy, the confusion matrix and the worst-errors contact
+ * sheet. Shown live on one message like /retrain.
+ */
+import { InteractionContextType, PermissionFlagsBits, SlashCommandBuilder } from 'discord.js';
+import { adminServices, jobUser } from '../src/bot/admin.ts';
+import { chatCommand } from '../src/bot/command.ts';
+import { JobMessage } from '../src/bot/job-message.ts';
+import { jobParams } from '../src/jobs/work.ts';
+
+export const score = chatCommand({
+  definition: new SlashCommandBuilder()
+    .setName('score')
+    .setDescription('Score the configured test set with the active model: submission.csv and metrics (admins)')
+    .setDefaultMemberPermissions(PermissionFlagsBits.Administrator)
+    .setContexts(InteractionContextType.Guild)
+    .toJSON(),
+  surface: 'admin',
+  cooldown: false,
+  admin: true,
+  defer: () => 'public',
+  async execute({ interaction, services }) {
+    const admin = adminServices(services);
+    const params = jobParams('score', services.config.data);
+    const view = new JobMessage(interaction, admin, services.log);
+    view.follow(await admin.jobs.start(params, jobUser(interaction.user), view.watch));
+  },
+});

@@ -1,0 +1,102 @@
+/**
+ * Model operations for admins, on the live classifier: what is active, the stored models,
+ * promote (force: a person looked at the comparison), rollback and discard. Promotion and
+ * rollback change the registry AND swap the classifier's head in place (Classifier.setHead), so
+ * the next request answers with the new model — no restart, no failed request (requests in
+ * flight finish with the head they started with). Operations run one at a time.
+ */
+import type { Classifier } from '../model/classifier.ts';
+import { headId } from '../model/classifier.ts';
+import type { HeadFile } from '../model/head.ts';
+import { listModels, loadModel, promote, readActiveState, removeModel, rollback } from '../model/registry.ts';
+
+export interface ModelView {
+  id: string;
+  active: boolean;
+  date: string | null;
+  recipe: string | null;
+  tta: 'none' | 'flip';
+  backbones: string[];
+  photos: number | null;
+  sources: string[];
+  valLoss: number | null;
+  valAcc: number | null;
+  valBySource: Record<string, { n: number; logloss: number; accuracy: number }>;
+  outliersExcluded: number | null;
+}
+
+export function modelView(id: string, head: HeadFile, active: boolean): ModelView {
+  const meta = (head.meta ?? {}) as Record<string, unknown>;
+  const metrics = (meta.metrics ?? {}) as Record<string, unknown>;
+  const num = (v: unknown) => (typeof v === 'number' ? v : null);
+  return {
+    id,
+    active,
+    date: typeof meta.date === 'string' ? meta.date : null,
+    recipe: typeof meta.recipe === 'string' ? meta.recipe : null,
+    tta: head.tta ?? 'none',
+    backbones: head.backbones,
+    photos: num(meta.photos),
+    sources: Array.isArray(meta.sources) ? meta.sources.map(String) : [],
+    valLoss: num(metrics.valLoss),
+    valAcc: num(metrics.valAcc),
+    valBySource: (metrics.valBySource ?? {}) as ModelView['valBySource'],
+    outliersExcluded: num((meta.outliers as Record<string, unknown> | undefined)?.excluded),
+  };
+}
+
+export class ModelAdmin {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly classifier: Classifier) {}
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(fn, fn);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+
+  /** The active model per the registry, and the head the classifier answers with now. */
+  async active(): Promise<{ registry: ModelView | null; live: string | null; previous: string | null }> {
+    const state = readActiveState();
+    const head = this.classifier.activeHead;
+    const registry = state.active ? modelView(state.active, (await loadModel(state.active)).file, true) : null;
+    return { registry, live: head ? headId(head) : null, previous: state.history.at(-1) ?? null };
+  }
+
+  /** Every stored model, newest first. */
+  async list(): Promise<ModelView[]> {
+    return (await listModels()).map((m) => modelView(m.id, m.head, m.active)).reverse();
+  }
+
+  /** Makes `id` active (forced: the person saw the comparison) and swaps the live head. */
+  promote(id: string): Promise<{ previous: string | null }> {
+    return this.serial(async () => {
+      const head = await loadModel(id);
+      head.checkBackbones(this.classifier.backbones);
+      const previous = readActiveState().active;
+      await promote(id, { force: true });
+      this.classifier.setHead(head);
+      return { previous };
+    });
+  }
+
+  /** Back to the previously active model, in the registry and in the live classifier. */
+  rollback(): Promise<{ from: string | null; to: string }> {
+    return this.serial(async () => {
+      const state = readActiveState();
+      const from = state.active;
+      const previous = state.history.at(-1);
+      // Check the head fits the live backbones before the registry changes.
+      if (previous) (await loadModel(previous)).checkBackbones(this.classifier.backbones);
+      const to = await rollback();
+      this.classifier.setHead(await loadModel(to));
+      return { from, to };
+    });
+  }
+
+  /** Deletes a candidate model that was never made active. */
+  discard(id: string): Promise<void> {
+    return this.serial(() => removeModel(id));
+  }
+}
