@@ -65,7 +65,7 @@ export async function addModel(head: HeadFile, id?: string): Promise<string> {
   for (let n = 1; ; n++) {
     const finalId = n === 1 ? base : `${base}-${n}`;
     const dir = join(registryDir(), finalId);
-    const staging = `${dir}.partial-${process.pid}-${n}`;
+    const staging = `${dir}.partial-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
     await mkdir(staging, { recursive: true });
     await saveHead(join(staging, 'head.json'), { ...head, meta: { ...head.meta, id: finalId } });
     try {

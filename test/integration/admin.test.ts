@@ -212,7 +212,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     for (let k = 1; k < stamps.length; k++) expect(stamps[k]! - stamps[k - 1]!).toBeGreaterThanOrEqual(PROGRESS_MS - 60);
 
     const embed = final.body.embeds[0];
-    expect(embed.fields[0].name).toMatch(/^New model `m-\d{8}T\d{6}Z` \(validation\)$/);
+    expect(embed.fields[0].name).toMatch(/^New model `m-\d{8}T\d{6}\.\d{3}Z(-\d+)?` \(validation\)$/);
     expect(embed.fields[0].value).toMatch(/log loss \*\*\d\.\d{4}\*\* · accuracy \*\*\d+\.\d{2}%\*\*\n(seed|logreg)/);
     expect(embed.fields[1]).toEqual({ name: 'Active model', value: 'none yet: promoting makes this the first.' });
     expect(embed.image.url).toBe('attachment://curves.png');
