@@ -49,7 +49,19 @@ export function defaultThreads(): number {
   return Math.max(1, Math.min(4, cpus().length));
 }
 
-export function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.SessionOptions {
+/**
+ * ONNX Runtime's memory arena, per backbone. Measured with `npm run bench` on 2 cores: Xception
+ * (depthwise convolutions, many intermediate buffers) runs in 56 ms with the arena and 151 ms
+ * without; ResNet50 and InceptionV3 run at the same speed either way, and without it their memory
+ * does not grow for good after a batch. CATDOG_ARENA=1 or 0 forces it for all.
+ */
+export function useArena(backbone?: string): boolean {
+  if (process.env.CATDOG_ARENA === '1') return true;
+  if (process.env.CATDOG_ARENA === '0') return false;
+  return backbone === 'xception';
+}
+
+export function sessionOptions(o: RuntimeOptions = {}, backbone?: string): ort.InferenceSession.SessionOptions {
   const spin = o.spin ?? process.env.CATDOG_SPIN === '1';
   return {
     executionProviders: ['cpu'],
@@ -57,9 +69,7 @@ export function sessionOptions(o: RuntimeOptions = {}): ort.InferenceSession.Ses
     intraOpNumThreads: o.threads ?? defaultThreads(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    // No memory arena: batch runs would otherwise grow it for good (≈ +900 MB at batch 8 with
-    // the three backbones); measured at the same speed here.
-    enableCpuMemArena: false,
+    enableCpuMemArena: useArena(backbone),
     extra: { session: { intra_op: { allow_spinning: spin ? '1' : '0' } } },
   };
 }
@@ -110,7 +120,7 @@ export async function loadBackbone(
   const resolved = resolveWeights(definition, spec);
   const { path, sidecar, buildMs } = await ensureOnnx(definition, resolved, options.log);
   const t0 = performance.now();
-  const session = await ort.InferenceSession.create(path, sessionOptions(options));
+  const session = await ort.InferenceSession.create(path, sessionOptions(options, definition.name));
   const loadMs = performance.now() - t0;
   return {
     definition,
