@@ -73,6 +73,15 @@ export function convAxis(size: number, k: number, s: number, padding: Padding): 
 
 const pair = (v: number | [number, number]): [number, number] => (typeof v === 'number' ? [v, v] : v);
 
+interface ConvOptions {
+  name?: string;
+  filters: number;
+  kernel: number | [number, number];
+  strides?: number | [number, number];
+  padding?: Padding;
+  useBias?: boolean;
+}
+
 export class LayerGraph {
   readonly nodes: LayerNode[] = [];
   private readonly byName = new Map<string, LayerNode>();
@@ -124,39 +133,25 @@ export class LayerGraph {
     return this.add({ op: 'input', name, inputs: [], shape: { h: this.inputSize, w: this.inputSize, c: 3 } }, 'input');
   }
 
-  conv(
-    x: string,
-    o: { name?: string; filters: number; kernel: number | [number, number]; strides?: number | [number, number]; padding?: Padding; useBias?: boolean },
-  ): string {
-    const kernel = pair(o.kernel);
-    const strides = pair(o.strides ?? 1);
-    const padding = o.padding ?? 'valid';
+  /** Output shape and normalised geometry of a sliding window (convolution or pooling) over `x`. */
+  private window(x: string, k: number | [number, number], st: number | [number, number] | undefined, p: Padding | undefined, c?: number) {
+    const kernel = pair(k);
+    const strides = pair(st ?? k);
+    const padding = p ?? 'valid';
     const s = this.shapeOf(x);
-    const shape = {
-      h: convAxis(s.h, kernel[0], strides[0], padding).out,
-      w: convAxis(s.w, kernel[1], strides[1], padding).out,
-      c: o.filters,
-    };
-    return this.add({ op: 'conv', name: o.name, inputs: [x], shape, filters: o.filters, kernel, strides, padding, useBias: o.useBias ?? true }, 'conv2d');
+    const shape = { h: convAxis(s.h, kernel[0], strides[0], padding).out, w: convAxis(s.w, kernel[1], strides[1], padding).out, c: c ?? s.c };
+    return { kernel, strides, padding, shape };
   }
 
-  sepConv(
-    x: string,
-    o: { name?: string; filters: number; kernel: number | [number, number]; strides?: number | [number, number]; padding?: Padding; useBias?: boolean },
-  ): string {
-    const kernel = pair(o.kernel);
-    const strides = pair(o.strides ?? 1);
-    const padding = o.padding ?? 'valid';
-    const s = this.shapeOf(x);
-    const shape = {
-      h: convAxis(s.h, kernel[0], strides[0], padding).out,
-      w: convAxis(s.w, kernel[1], strides[1], padding).out,
-      c: o.filters,
-    };
-    return this.add(
-      { op: 'sepconv', name: o.name, inputs: [x], shape, filters: o.filters, kernel, strides, padding, useBias: o.useBias ?? false },
-      'separable_conv2d',
-    );
+  conv(x: string, o: ConvOptions): string {
+    const w = this.window(x, o.kernel, o.strides ?? 1, o.padding, o.filters);
+    return this.add({ op: 'conv', name: o.name, inputs: [x], filters: o.filters, ...w, useBias: o.useBias ?? true }, 'conv2d');
+  }
+
+  /** Keras SeparableConv2D (depth multiplier 1): depthwise then pointwise convolution. */
+  sepConv(x: string, o: ConvOptions): string {
+    const w = this.window(x, o.kernel, o.strides ?? 1, o.padding, o.filters);
+    return this.add({ op: 'sepconv', name: o.name, inputs: [x], filters: o.filters, ...w, useBias: o.useBias ?? false }, 'separable_conv2d');
   }
 
   bn(x: string, o: { name?: string; epsilon?: number; scale?: boolean; center?: boolean } = {}): string {
@@ -182,15 +177,7 @@ export class LayerGraph {
     x: string,
     o: { name?: string; pool: number | [number, number]; strides?: number | [number, number]; padding?: Padding },
   ): string {
-    const pool = pair(o.pool);
-    const strides = pair(o.strides ?? o.pool);
-    const padding = o.padding ?? 'valid';
-    const s = this.shapeOf(x);
-    const shape = {
-      h: convAxis(s.h, pool[0], strides[0], padding).out,
-      w: convAxis(s.w, pool[1], strides[1], padding).out,
-      c: s.c,
-    };
+    const { kernel: pool, strides, padding, shape } = this.window(x, o.pool, o.strides, o.padding);
     return this.add({ op: kind, name: o.name, inputs: [x], shape, pool, strides, padding }, kind === 'maxpool' ? 'max_pooling2d' : 'average_pooling2d');
   }
 
