@@ -3,8 +3,8 @@
  * ended — with a Cancel button for the running one and Resume buttons for interrupted ones. The
  * Cancel and Resume buttons (also on job messages) are routed from here.
  */
-import { ActionRowBuilder, ButtonBuilder, InteractionContextType, MessageFlags, PermissionFlagsBits, SlashCommandBuilder } from 'discord.js';
-import { adminServices, jobUser } from '../src/bot/admin.ts';
+import { ActionRowBuilder, ButtonBuilder, MessageFlags } from 'discord.js';
+import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand, type ButtonRoute } from '../src/bot/command.ts';
 import { BUTTONS, JobMessage, cancelRow, resumeButton } from '../src/bot/job-message.ts';
 import { describeError, jobsEmbed } from '../src/bot/replies.ts';
@@ -41,15 +41,9 @@ const resumeRoute: ButtonRoute = {
 };
 
 export const jobs = chatCommand({
-  definition: new SlashCommandBuilder()
-    .setName('jobs')
-    .setDescription('The job running now and the last ones (admins)')
-    .setDefaultMemberPermissions(PermissionFlagsBits.Administrator)
-    .setContexts(InteractionContextType.Guild)
+  definition: adminSlashCommand('jobs', 'The job running now and the last ones (admins)')
     .toJSON(),
-  surface: 'admin',
-  cooldown: false,
-  admin: true,
+  ...ADMIN_COMMAND,
   buttons: [cancelRoute, resumeRoute],
   defer: () => 'ephemeral',
   async execute({ interaction, services }) {

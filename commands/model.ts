@@ -2,24 +2,18 @@
  * `/model show|list|rollback` (admins): the active model and its metadata, the stored models, and
  * going back to the previous model — in the registry and in the live classifier at once.
  */
-import { InteractionContextType, PermissionFlagsBits, SlashCommandBuilder } from 'discord.js';
-import { adminServices, jobUser } from '../src/bot/admin.ts';
+
+import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand } from '../src/bot/command.ts';
 import { modelEmbed, modelListEmbed } from '../src/bot/replies.ts';
 
 export const model = chatCommand({
-  definition: new SlashCommandBuilder()
-    .setName('model')
-    .setDescription('The model the bot answers with (admins)')
-    .setDefaultMemberPermissions(PermissionFlagsBits.Administrator)
-    .setContexts(InteractionContextType.Guild)
+  definition: adminSlashCommand('model', 'The model the bot answers with (admins)')
     .addSubcommand((s) => s.setName('show').setDescription('The active model and its metadata'))
     .addSubcommand((s) => s.setName('list').setDescription('Every stored model'))
     .addSubcommand((s) => s.setName('rollback').setDescription('Go back to the previously active model, at once'))
     .toJSON(),
-  surface: 'admin',
-  cooldown: false,
-  admin: true,
+  ...ADMIN_COMMAND,
   defer: (i) => (i.options.getSubcommand(false) === 'rollback' ? 'public' : 'ephemeral'),
   async execute({ interaction, services }) {
     const { models } = adminServices(services);

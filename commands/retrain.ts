@@ -4,8 +4,8 @@
  * makes the new model active (forced: the admin saw the comparison) and swaps the classifier's
  * head in place; Discard deletes the candidate. The active model is never touched otherwise.
  */
-import { EmbedBuilder, InteractionContextType, MessageFlags, PermissionFlagsBits, SlashCommandBuilder } from 'discord.js';
-import { adminServices, jobUser } from '../src/bot/admin.ts';
+import { EmbedBuilder, MessageFlags } from 'discord.js';
+import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand, type ButtonRoute } from '../src/bot/command.ts';
 import { BUTTONS, JobMessage } from '../src/bot/job-message.ts';
 import { jobParams } from '../src/jobs/work.ts';
@@ -21,54 +21,51 @@ async function alreadyDecided(ctx: Parameters<ButtonRoute['handle']>[0], jobId: 
   return true;
 }
 
-const promoteButton: ButtonRoute = {
-  prefix: BUTTONS.promote,
-  admin: true,
-  async handle(ctx) {
-    const { interaction, services, args } = ctx;
-    const [modelId = '', jobId = ''] = args;
-    if (await alreadyDecided(ctx, jobId)) return 'bad_input';
-    const admin = adminServices(services);
-    await interaction.deferUpdate();
-    const by = jobUser(interaction.user);
-    const { previous } = await admin.models.promote(modelId);
-    const detail = `\`${modelId}\` is now the active model${previous && previous !== modelId ? ` (it replaces \`${previous}\`; \`/model rollback\` goes back)` : ''}; it answers from now on, no restart needed.`;
-    await admin.jobs.decide(jobId, { action: 'promoted', by, at: new Date().toISOString(), detail });
-    services.log(`admin: ${by.name} (${by.id}) promoted model ${modelId} (job #${jobId}); previous ${previous ?? 'none'}`);
-    const embed = EmbedBuilder.from(interaction.message.embeds[0]!).setDescription(`🚀 **Promoted** by ${by.name}: ${detail}`);
-    await interaction.editReply({ embeds: [embed], components: [] });
-  },
-};
+/**
+ * A Promote or Discard button: one decision per job's model, recorded with who took it, logged,
+ * and shown on the result message (whose buttons go away).
+ */
+function decisionButton(
+  prefix: string,
+  action: 'promoted' | 'discarded',
+  heading: string,
+  act: (services: Parameters<typeof adminServices>[0], modelId: string) => Promise<{ detail: string; log: string }>,
+): ButtonRoute {
+  return {
+    prefix,
+    admin: true,
+    async handle(ctx) {
+      const { interaction, services, args } = ctx;
+      const [modelId = '', jobId = ''] = args;
+      if (await alreadyDecided(ctx, jobId)) return 'bad_input';
+      await interaction.deferUpdate();
+      const by = jobUser(interaction.user);
+      const { detail, log } = await act(services, modelId);
+      await adminServices(services).jobs.decide(jobId, { action, by, at: new Date().toISOString(), detail });
+      services.log(`admin: ${by.name} (${by.id}) ${action} model ${modelId} (job #${jobId})${log}`);
+      const embed = EmbedBuilder.from(interaction.message.embeds[0]!).setDescription(`${heading} by ${by.name}: ${detail}`);
+      await interaction.editReply({ embeds: [embed], components: [] });
+    },
+  };
+}
 
-const discardButton: ButtonRoute = {
-  prefix: BUTTONS.discard,
-  admin: true,
-  async handle(ctx) {
-    const { interaction, services, args } = ctx;
-    const [modelId = '', jobId = ''] = args;
-    if (await alreadyDecided(ctx, jobId)) return 'bad_input';
-    const admin = adminServices(services);
-    await interaction.deferUpdate();
-    const by = jobUser(interaction.user);
-    await admin.models.discard(modelId);
-    const detail = `model \`${modelId}\` deleted; the active model is unchanged.`;
-    await admin.jobs.decide(jobId, { action: 'discarded', by, at: new Date().toISOString(), detail });
-    services.log(`admin: ${by.name} (${by.id}) discarded model ${modelId} (job #${jobId})`);
-    const embed = EmbedBuilder.from(interaction.message.embeds[0]!).setDescription(`🗑️ **Discarded** by ${by.name}: ${detail}`);
-    await interaction.editReply({ embeds: [embed], components: [] });
-  },
-};
+const promoteButton = decisionButton(BUTTONS.promote, 'promoted', '🚀 **Promoted**', async (services, modelId) => {
+  const { previous } = await adminServices(services).models.promote(modelId);
+  return {
+    detail: `\`${modelId}\` is now the active model${previous && previous !== modelId ? ` (it replaces \`${previous}\`; \`/model rollback\` goes back)` : ''}; it answers from now on, no restart needed.`,
+    log: `; previous ${previous ?? 'none'}`,
+  };
+});
+
+const discardButton = decisionButton(BUTTONS.discard, 'discarded', '🗑️ **Discarded**', async (services, modelId) => {
+  await adminServices(services).models.discard(modelId);
+  return { detail: `model \`${modelId}\` deleted; the active model is unchanged.`, log: '' };
+});
 
 export const retrain = chatCommand({
-  definition: new SlashCommandBuilder()
-    .setName('retrain')
-    .setDescription('Retrain the model on the configured training data, with live progress (admins)')
-    .setDefaultMemberPermissions(PermissionFlagsBits.Administrator)
-    .setContexts(InteractionContextType.Guild)
+  definition: adminSlashCommand('retrain', 'Retrain the model on the configured training data, with live progress (admins)')
     .toJSON(),
-  surface: 'admin',
-  cooldown: false,
-  admin: true,
+  ...ADMIN_COMMAND,
   buttons: [promoteButton, discardButton],
   defer: () => 'public',
   async execute({ interaction, services }) {

@@ -3,22 +3,16 @@
  * with TEST_LABELS also log loss, accuracy, the confusion matrix and the worst-errors contact
  * sheet. Shown live on one message like /retrain.
  */
-import { InteractionContextType, PermissionFlagsBits, SlashCommandBuilder } from 'discord.js';
-import { adminServices, jobUser } from '../src/bot/admin.ts';
+
+import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand } from '../src/bot/command.ts';
 import { JobMessage } from '../src/bot/job-message.ts';
 import { jobParams } from '../src/jobs/work.ts';
 
 export const score = chatCommand({
-  definition: new SlashCommandBuilder()
-    .setName('score')
-    .setDescription('Score the configured test set with the active model: submission.csv and metrics (admins)')
-    .setDefaultMemberPermissions(PermissionFlagsBits.Administrator)
-    .setContexts(InteractionContextType.Guild)
+  definition: adminSlashCommand('score', 'Score the configured test set with the active model: submission.csv and metrics (admins)')
     .toJSON(),
-  surface: 'admin',
-  cooldown: false,
-  admin: true,
+  ...ADMIN_COMMAND,
   defer: () => 'public',
   async execute({ interaction, services }) {
     const admin = adminServices(services);

@@ -4,7 +4,7 @@
  * with a role in ADMIN_ROLE_IDS; when neither is configured, members with the Administrator
  * permission.
  */
-import { PermissionFlagsBits, type Interaction, type User } from 'discord.js';
+import { InteractionContextType, PermissionFlagsBits, SlashCommandBuilder, type Interaction, type User } from 'discord.js';
 import type { Config } from '../config.ts';
 import type { JobUser } from '../jobs/types.ts';
 import { UsageError } from './replies.ts';
@@ -55,3 +55,18 @@ export function adminServices(services: BotServices): AdminServices {
 export function jobUser(user: User): JobUser {
   return { id: user.id, name: user.username };
 }
+
+/**
+ * The slash-command builder every admin command starts from: guild only, and shown to members
+ * with Administrator by Discord's default (the bot checks admins itself as well).
+ */
+export function adminSlashCommand(name: string, description: string): SlashCommandBuilder {
+  return new SlashCommandBuilder()
+    .setName(name)
+    .setDescription(description)
+    .setDefaultMemberPermissions(PermissionFlagsBits.Administrator)
+    .setContexts(InteractionContextType.Guild);
+}
+
+/** Handler settings shared by every admin command. */
+export const ADMIN_COMMAND = { surface: 'admin', cooldown: false, admin: true } as const;
