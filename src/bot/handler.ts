@@ -15,7 +15,7 @@ import {
   type RepliableInteraction,
 } from 'discord.js';
 import { ShuttingDown } from '../errors.ts';
-import { outcomeOf, type Outcome } from '../web/metrics.ts';
+import { outcomeOf, type Outcome, type Surface } from '../web/metrics.ts';
 import { adminCheckInput, isAdmin, refusalLogLine } from './admin.ts';
 import type { ButtonRoute, Command } from './command.ts';
 import { adminRefusalWords, cooldownWords, describeError, isExpected } from './replies.ts';
@@ -53,43 +53,22 @@ export class CommandHandler {
       await this.safely(interaction, () => interaction.reply({ content: 'I do not know that command any more.', flags: MessageFlags.Ephemeral }));
       return;
     }
-    const started = performance.now();
-    const { gate, metrics, store, config } = this.services;
-    let outcome: Outcome = 'ok';
-    let leave: (() => void) | null = null;
-    try {
-      try {
-        leave = gate.enter();
-      } catch (err) {
-        if (!(err instanceof ShuttingDown)) throw err;
-        outcome = 'shutting_down';
-        await interaction.reply({ content: describeError(err), flags: MessageFlags.Ephemeral });
-        return;
-      }
-
+    const { store, config } = this.services;
+    await this.guarded(interaction, { surface: command.surface, admin: Boolean(command.admin), what: `/${interaction.commandName}` }, async () => {
       if (command.memberPermissions !== undefined) {
         // Discord hides the command from those without default_member_permissions; this is the second fence.
         if (!interaction.memberPermissions?.has(command.memberPermissions)) {
-          outcome = 'forbidden';
           await interaction.reply({
             content: command.permissionWords ?? 'You do not have the permission this command needs.',
             flags: MessageFlags.Ephemeral,
           });
-          return;
+          return 'forbidden';
         }
-      }
-
-      if (command.admin && !isAdmin(adminCheckInput(interaction), config.admins)) {
-        outcome = 'forbidden';
-        this.services.log(refusalLogLine(interaction, `/${interaction.commandName}`));
-        await interaction.reply({ content: adminRefusalWords(config.admins), flags: MessageFlags.Ephemeral });
-        return;
       }
 
       if (command.cooldown && config.cooldownSeconds > 0) {
         const check = await store.cooldowns.take(interaction.user.id, config.cooldownSeconds);
         if (!check.allowed) {
-          outcome = 'cooldown';
           if (check.notify) {
             await interaction.reply({ content: cooldownWords(check.retryAfterMs), flags: MessageFlags.Ephemeral });
           } else {
@@ -97,26 +76,19 @@ export class CommandHandler {
             await interaction.deferReply({ flags: MessageFlags.Ephemeral });
             await interaction.deleteReply();
           }
-          return;
+          return 'cooldown';
         }
       }
 
       await interaction.deferReply(bound.defer() === 'ephemeral' ? { flags: MessageFlags.Ephemeral } : {});
       try {
-        outcome = (await bound.execute(this.services, this.signal)) ?? 'ok';
+        return (await bound.execute(this.services, this.signal)) ?? 'ok';
       } catch (err) {
-        outcome = err && typeof err === 'object' && 'code' in err && err.code === 'usage' ? 'bad_input' : outcomeOf(err);
-        if (!isExpected(err)) this.logError(interaction, err);
+        if (!isExpected(err)) this.logError(`/${interaction.commandName}`, interaction, err);
         await interaction.editReply({ content: describeError(err), embeds: [] });
+        return errorOutcome(err);
       }
-    } catch (err) {
-      // Answering itself failed (Discord unreachable, interaction expired…): nothing left to tell the user.
-      outcome = 'error';
-      this.logError(interaction, err);
-    } finally {
-      metrics.observe(command.surface, outcome, (performance.now() - started) / 1000);
-      leave?.();
-    }
+    });
   }
 
   /** A button on one of the bot's messages: gate, admin check, then the route's handler. */
@@ -124,6 +96,29 @@ export class CommandHandler {
     const [prefix = '', ...args] = interaction.customId.split(':');
     const route = this.buttons.get(prefix);
     if (!route) return; // not ours (or from an older version): Discord shows "interaction failed"
+    await this.guarded(interaction, { surface: 'admin', admin: Boolean(route.admin), what: `button ${interaction.customId}`, refusal: `the button ${prefix}` }, async () => {
+      try {
+        return (await route.handle({ interaction, services: this.services, signal: this.signal, args })) ?? 'ok';
+      } catch (err) {
+        if (!isExpected(err)) this.logError(`button ${interaction.customId}`, interaction, err);
+        const answer = { content: describeError(err), flags: MessageFlags.Ephemeral } as const;
+        if (interaction.deferred || interaction.replied) await interaction.followUp(answer);
+        else await interaction.reply(answer);
+        return errorOutcome(err);
+      }
+    });
+  }
+
+  /**
+   * What every interaction goes through: the shutdown gate, the admin check when asked (refusal
+   * logged), metrics, and a log line when answering itself fails (Discord unreachable,
+   * interaction expired…), since nothing is left to tell the user then.
+   */
+  private async guarded(
+    interaction: RepliableInteraction,
+    o: { surface: Surface; admin: boolean; what: string; refusal?: string },
+    body: () => Promise<Outcome>,
+  ): Promise<void> {
     const started = performance.now();
     const { gate, metrics, config, log } = this.services;
     let outcome: Outcome = 'ok';
@@ -137,42 +132,39 @@ export class CommandHandler {
         await interaction.reply({ content: describeError(err), flags: MessageFlags.Ephemeral });
         return;
       }
-      if (route.admin && !isAdmin(adminCheckInput(interaction), config.admins)) {
+      if (o.admin && !isAdmin(adminCheckInput(interaction), config.admins)) {
         outcome = 'forbidden';
-        log(refusalLogLine(interaction, `the button ${prefix}`));
+        log(refusalLogLine(interaction, o.refusal ?? o.what));
         await interaction.reply({ content: adminRefusalWords(config.admins), flags: MessageFlags.Ephemeral });
         return;
       }
-      try {
-        outcome = (await route.handle({ interaction, services: this.services, signal: this.signal, args })) ?? 'ok';
-      } catch (err) {
-        outcome = err && typeof err === 'object' && 'code' in err && err.code === 'usage' ? 'bad_input' : outcomeOf(err);
-        if (!isExpected(err)) log(`error in button ${interaction.customId} (interaction ${interaction.id}): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-        const answer = { content: describeError(err), flags: MessageFlags.Ephemeral } as const;
-        if (interaction.deferred || interaction.replied) await interaction.followUp(answer);
-        else await interaction.reply(answer);
-      }
+      outcome = await body();
     } catch (err) {
       outcome = 'error';
-      log(`error in button ${interaction.customId} (interaction ${interaction.id}): ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      this.logError(o.what, interaction, err);
     } finally {
-      metrics.observe('admin', outcome, (performance.now() - started) / 1000);
+      metrics.observe(o.surface, outcome, (performance.now() - started) / 1000);
       leave?.();
     }
   }
 
-  private logError(interaction: RepliableInteraction & { commandName: string }, err: unknown): void {
+  private logError(what: string, interaction: Interaction, err: unknown): void {
     const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    this.services.log(`error in /${interaction.commandName} (interaction ${interaction.id}): ${detail}`);
+    this.services.log(`error in ${what} (interaction ${interaction.id}): ${detail}`);
   }
 
   private async safely(interaction: RepliableInteraction & { commandName: string }, fn: () => Promise<unknown>): Promise<void> {
     try {
       await fn();
     } catch (err) {
-      this.logError(interaction, err);
+      this.logError(`/${interaction.commandName}`, interaction, err);
     }
   }
+}
+
+/** The metrics outcome of an error thrown by a command or button. */
+function errorOutcome(err: unknown): Outcome {
+  return err && typeof err === 'object' && 'code' in err && err.code === 'usage' ? 'bad_input' : outcomeOf(err);
 }
 
 /** A command paired with an interaction of its kind (null when the kinds differ). */
