@@ -1,10 +1,10 @@
 /**
  * The one command handler: for every slash and context-menu command it applies, in order, the
- * shutdown gate, member permissions, the per-user cooldown (told once per window), the deferral
- * (Discord's 3-second rule), then execute(), turning any error into polite words and recording
- * metrics. Admin commands (command.admin) and admin buttons are refused, and the attempt logged,
- * for anyone who is not one of the bot's admins (src/bot/admin.ts). Buttons on the bot's messages
- * are routed here too, by custom id prefix. Commands stay thin.
+ * shutdown gate, the admin check (command.admin: anyone who is not one of the bot's admins is
+ * refused and the attempt logged, src/bot/admin.ts), member permissions, the per-user cooldown
+ * (told once per window), the deferral (Discord's 3-second rule), then execute(), turning any
+ * error into polite words and recording metrics. Buttons on the bot's messages are routed here
+ * too, by custom id prefix, through the same gate and admin check. Commands stay thin.
  */
 import {
   MessageFlags,
