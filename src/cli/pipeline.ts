@@ -12,7 +12,7 @@ import { dataDir } from '../paths.ts';
 import { findOutliers, writeOutlierReport, DEFAULT_CLEAN_TOP_K } from '../train/clean.ts';
 import { openDataset } from '../train/dataset.ts';
 import { defaultCacheDir, extractInto, openFeatureStore } from '../train/features.ts';
-import { inspectDataset, writeInspectReport } from '../train/inspect.ts';
+import { inspectDataset, writeInspectReport, type InspectReport } from '../train/inspect.ts';
 import { formatConfusion } from '../train/metrics.ts';
 import { score } from '../train/score.ts';
 import { train, type Recipe } from '../train/train.ts';
@@ -85,9 +85,9 @@ export async function dataCommand(argv: string[]): Promise<number> {
   });
 }
 
-function summaryOf(report: unknown): unknown {
-  const r = report as Record<string, unknown>;
-  const { sizes: _sizes, images: _images, ...rest } = r;
+/** The report without its per-photo list (that goes to inspect.json and the plot). */
+function summaryOf(report: InspectReport): Omit<InspectReport, 'images'> {
+  const { images: _images, ...rest } = report;
   return rest;
 }
 

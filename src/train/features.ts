@@ -4,14 +4,13 @@
  * decoded again; the rest are computed in batches at 'batch' priority, so an interactive
  * request waits for at most one batch. Unreadable photos are reported and skipped.
  */
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { CatdogError } from '../errors.ts';
 import type { Classifier } from '../model/classifier.ts';
 import { fuseViews } from '../model/classifier.ts';
 import type { BackboneName } from '../model/types.ts';
 import type { DecodedImage } from '../vision/decode.ts';
-import type { Sample } from './dataset.ts';
+import { contentHash, type Sample } from './dataset.ts';
 import { FeatureCache, type View } from './feature-cache.ts';
 import type { TrainingSet } from './fit.ts';
 
@@ -71,10 +70,6 @@ export function openFeatureStore(classifier: Classifier, cacheDir: string): Feat
       imagenet?.close();
     },
   };
-}
-
-export function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
 }
 
 function complete(store: FeatureStore, hash: string, views: View[]): boolean {
@@ -141,7 +136,7 @@ export async function extractInto(store: FeatureStore, samples: Sample[], classi
       done++;
       continue;
     }
-    const hash = sha256(bytes);
+    const hash = contentHash(bytes);
     if (complete(store, hash, views)) {
       result.ok.push({ sample, hash });
       result.cached++;

@@ -108,6 +108,23 @@ export interface FakeDiscordOptions {
   disallowedIntents?: number;
 }
 
+/**
+ * The environment that points catdog at a fake Discord (REST, gateway and CDN on 127.0.0.1) with
+ * the web page on a free port; tests add or override what they need.
+ */
+export function fakeDiscordEnv(fake: FakeDiscord, dataDir: string): Record<string, string> {
+  return {
+    DISCORD_TOKEN: fake.token,
+    DISCORD_APP_ID: fake.appId,
+    DISCORD_GUILD_ID: fake.guild().id,
+    DISCORD_API_URL: fake.apiUrl,
+    ATTACHMENT_HOSTS: '127.0.0.1',
+    PORT: '0',
+    WEB_HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+  };
+}
+
 export class FakeDiscord extends EventEmitter {
   readonly appId = APP_ID;
   readonly token = BOT_TOKEN;

@@ -3,6 +3,7 @@
  * (`@tensorflow/tfjs`), on its wasm backend (the cpu backend when wasm cannot start).
  */
 import { initTf, tf } from '../../src/model/tf.ts';
+import { rng } from '../../src/model/weights/generate.ts';
 
 export { initTf };
 
@@ -40,14 +41,7 @@ export { tf };
  * weight, batch-norm folding included.
  */
 export function randomizeWeights(model: tf.LayersModel, seed: number): void {
-  let a = seed >>> 0;
-  const r = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = rng(seed);
   const normal = (std: number) => (r() + r() + r() + r() - 2) * Math.sqrt(3) * std;
   for (const layer of model.layers) {
     const ws = layer.weights;

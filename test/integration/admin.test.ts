@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main, type App } from '../../src/main.ts';
 import { Classifier, headId } from '../../src/model/classifier.ts';
 import { listModels, readActiveState } from '../../src/model/registry.ts';
-import { DEFAULT_PERMISSIONS, FakeDiscord, makeUser, type RecordedRequest } from '../helpers/fake-discord.ts';
+import { DEFAULT_PERMISSIONS, FakeDiscord, makeUser, type RecordedRequest, fakeDiscordEnv } from '../helpers/fake-discord.ts';
 import { requireShared, repoRoot } from '../helpers/shared.ts';
 import { copyPhotos, temporaryModelsDir, trainingNames } from '../helpers/training-photos.ts';
 
@@ -47,14 +47,7 @@ let previousRegistryDir: string | undefined;
 
 function env(dataDir: string): Record<string, string> {
   return {
-    DISCORD_TOKEN: fake.token,
-    DISCORD_APP_ID: fake.appId,
-    DISCORD_GUILD_ID: fake.guild().id,
-    DISCORD_API_URL: fake.apiUrl,
-    ATTACHMENT_HOSTS: '127.0.0.1',
-    PORT: '0',
-    WEB_HOST: '127.0.0.1',
-    DATA_DIR: dataDir,
+    ...fakeDiscordEnv(fake, dataDir),
     COOLDOWN_SECONDS: '0',
     ADMIN_USER_IDS: alice.id,
     ADMIN_ROLE_IDS: ADMIN_ROLE,

@@ -11,7 +11,7 @@ import { Events, GatewayIntentBits, MessageFlags, PermissionFlagsBits } from 'di
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syncCommands } from '../../src/bot/register.ts';
 import { main, type App } from '../../src/main.ts';
-import { DEFAULT_PERMISSIONS, FakeDiscord, makeUser, snowflake, type FakeGuild } from '../helpers/fake-discord.ts';
+import { DEFAULT_PERMISSIONS, FakeDiscord, makeUser, snowflake, type FakeGuild, fakeDiscordEnv } from '../helpers/fake-discord.ts';
 import { CATTY, DOGGY, GRASSY, MeanColourTestClassifier, expectedDog, makePhoto } from '../helpers/test-classifier.ts';
 
 const MAX_BYTES = 200 * 1024;
@@ -48,14 +48,7 @@ beforeAll(async () => {
   classifier = new MeanColourTestClassifier({ maxBytes: MAX_BYTES });
   app = await main({
     env: {
-      DISCORD_TOKEN: fake.token,
-      DISCORD_APP_ID: fake.appId,
-      DISCORD_GUILD_ID: fake.guild().id,
-      DISCORD_API_URL: fake.apiUrl,
-      ATTACHMENT_HOSTS: '127.0.0.1',
-      PORT: '0',
-      WEB_HOST: '127.0.0.1',
-      DATA_DIR: dataDir,
+      ...fakeDiscordEnv(fake, dataDir),
       MAX_IMAGE_BYTES: String(MAX_BYTES),
       COOLDOWN_SECONDS: '3600',
       QUEUE_SIZE: '0',

@@ -12,7 +12,7 @@ import { MessageFlags } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { Store } from '../../src/store/index.ts';
-import { FakeDiscord, makeUser } from '../helpers/fake-discord.ts';
+import { FakeDiscord, makeUser, fakeDiscordEnv } from '../helpers/fake-discord.ts';
 import { DOGGY, makePhoto } from '../helpers/test-classifier.ts';
 
 const repo = resolve(import.meta.dirname, '..', '..');
@@ -93,14 +93,7 @@ describe('SIGTERM', () => {
     const child = run(
       'test/integration/main-child.ts',
       {
-        DISCORD_TOKEN: fake.token,
-        DISCORD_APP_ID: fake.appId,
-        DISCORD_GUILD_ID: fake.guild().id,
-        DISCORD_API_URL: fake.apiUrl,
-        ATTACHMENT_HOSTS: '127.0.0.1',
-        PORT: '0',
-        WEB_HOST: '127.0.0.1',
-        DATA_DIR: dataDir,
+        ...fakeDiscordEnv(fake, dataDir),
         COOLDOWN_SECONDS: '0',
       },
       tmp,
