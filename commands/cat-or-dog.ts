@@ -3,8 +3,9 @@ import { ApplicationCommandType, ApplicationIntegrationType, ContextMenuCommandB
 import { AUTO_DETECT_MAX_IMAGES } from '../src/bot/autodetect.ts';
 import { attachmentSource, classifySource, isImageAttachment, type ImageSource } from '../src/bot/classify.ts';
 import { messageCommand } from '../src/bot/command.ts';
-import { errorEmbed, isExpected, predictionEmbed, UsageError } from '../src/bot/replies.ts';
-import { outcomeOf } from '../src/web/metrics.ts';
+import { errorEmbed, predictionEmbed } from '../src/bot/replies.ts';
+import { isExpected, UsageError } from '../src/errors.ts';
+import { outcomeOf } from '../src/metrics.ts';
 
 export const catOrDog = messageCommand({
   definition: new ContextMenuCommandBuilder()

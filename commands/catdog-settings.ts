@@ -1,7 +1,7 @@
 /** `/catdog-settings`: auto-detect per channel or per server, and how it answers. Manage Server only. */
 import { ChannelType, InteractionContextType, PermissionFlagsBits, SlashCommandBuilder } from 'discord.js';
 import { chatCommand } from '../src/bot/command.ts';
-import { UsageError } from '../src/bot/replies.ts';
+import { UsageError } from '../src/errors.ts';
 import type { AnswerStyle } from '../src/store/index.ts';
 
 export const catdogSettings = chatCommand({

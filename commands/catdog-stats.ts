@@ -1,7 +1,7 @@
 /** `/catdog-stats`: this server's counts and its cat/dog ratio. */
 import { InteractionContextType, SlashCommandBuilder } from 'discord.js';
 import { chatCommand } from '../src/bot/command.ts';
-import { UsageError } from '../src/bot/replies.ts';
+import { UsageError } from '../src/errors.ts';
 import type { GuildStats } from '../src/store/index.ts';
 
 export const catdogStats = chatCommand({

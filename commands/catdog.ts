@@ -2,7 +2,8 @@
 import { ApplicationIntegrationType, InteractionContextType, SlashCommandBuilder } from 'discord.js';
 import { attachmentSource, classifySource, type ImageSource } from '../src/bot/classify.ts';
 import { chatCommand } from '../src/bot/command.ts';
-import { predictionEmbed, UsageError } from '../src/bot/replies.ts';
+import { predictionEmbed } from '../src/bot/replies.ts';
+import { UsageError } from '../src/errors.ts';
 
 export const catdog = chatCommand({
   definition: new SlashCommandBuilder()

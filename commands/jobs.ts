@@ -8,7 +8,7 @@ import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src
 import { chatCommand, type ButtonRoute } from '../src/bot/command.ts';
 import { BUTTONS, JobMessage, cancelRow, resumeButton } from '../src/bot/job-message.ts';
 import { describeError, jobsEmbed } from '../src/bot/replies.ts';
-import { outcomeOf } from '../src/web/metrics.ts';
+import { outcomeOf } from '../src/metrics.ts';
 
 const cancelRoute: ButtonRoute = {
   prefix: BUTTONS.cancel,

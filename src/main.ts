@@ -14,7 +14,7 @@ import { ConfigError } from './errors.ts';
 import type { BackboneName, ImageClassifier } from './model/types.ts';
 import { ClassifyQueue, QueuedClassifier, WorkGate } from './queue.ts';
 import { Store } from './store/index.ts';
-import { Metrics } from './web/metrics.ts';
+import { Metrics } from './metrics.ts';
 import { startWeb, type RunningWeb } from './web/server.ts';
 
 /** A classifier that can say what it runs (the real one: src/model/classifier.ts). */

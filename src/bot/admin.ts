@@ -7,7 +7,7 @@
 import { InteractionContextType, PermissionFlagsBits, SlashCommandBuilder, type Interaction, type User } from 'discord.js';
 import type { Config } from '../config.ts';
 import type { JobUser } from '../jobs/types.ts';
-import { UsageError } from './replies.ts';
+import { UsageError } from '../errors.ts';
 import type { AdminServices, BotServices } from './services.ts';
 
 export interface AdminCheckInput {

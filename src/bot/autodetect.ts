@@ -6,9 +6,10 @@
  */
 import { PermissionFlagsBits, type Message } from 'discord.js';
 import type { Prediction } from '../model/types.ts';
-import { outcomeOf, type Outcome } from '../web/metrics.ts';
+import { outcomeOf, type Outcome } from '../metrics.ts';
 import { attachmentSource, classifySource, isImageAttachment } from './classify.ts';
-import { cooldownWords, errorEmbed, isExpected, predictionEmbed, VERDICT_EMOJI } from './replies.ts';
+import { isExpected } from '../errors.ts';
+import { cooldownWords, errorEmbed, predictionEmbed, VERDICT_EMOJI } from './replies.ts';
 import type { BotServices } from './services.ts';
 
 export const AUTO_DETECT_MAX_IMAGES = 10;

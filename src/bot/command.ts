@@ -9,7 +9,7 @@ import type {
   RESTPostAPIChatInputApplicationCommandsJSONBody,
   RESTPostAPIContextMenuApplicationCommandsJSONBody,
 } from 'discord.js';
-import type { Outcome, Surface } from '../web/metrics.ts';
+import type { Outcome, Surface } from '../metrics.ts';
 import type { BotServices } from './services.ts';
 
 export interface CommandContext<I> {

@@ -14,11 +14,11 @@ import {
   type MessageContextMenuCommandInteraction,
   type RepliableInteraction,
 } from 'discord.js';
-import { ShuttingDown } from '../errors.ts';
-import { outcomeOf, type Outcome, type Surface } from '../web/metrics.ts';
+import { isExpected, ShuttingDown } from '../errors.ts';
+import { outcomeOf, type Outcome, type Surface } from '../metrics.ts';
 import { adminCheckInput, isAdmin, refusalLogLine } from './admin.ts';
 import type { ButtonRoute, Command } from './command.ts';
-import { adminRefusalWords, cooldownWords, describeError, isExpected } from './replies.ts';
+import { adminRefusalWords, cooldownWords, describeError } from './replies.ts';
 import type { BotServices } from './services.ts';
 
 export class CommandHandler {
@@ -86,7 +86,7 @@ export class CommandHandler {
       } catch (err) {
         if (!isExpected(err)) this.logError(`/${interaction.commandName}`, interaction, err);
         await interaction.editReply({ content: describeError(err), embeds: [] });
-        return errorOutcome(err);
+        return outcomeOf(err);
       }
     });
   }
@@ -104,7 +104,7 @@ export class CommandHandler {
         const answer = { content: describeError(err), flags: MessageFlags.Ephemeral } as const;
         if (interaction.deferred || interaction.replied) await interaction.followUp(answer);
         else await interaction.reply(answer);
-        return errorOutcome(err);
+        return outcomeOf(err);
       }
     });
   }
@@ -160,11 +160,6 @@ export class CommandHandler {
       this.logError(`/${interaction.commandName}`, interaction, err);
     }
   }
-}
-
-/** The metrics outcome of an error thrown by a command or button. */
-function errorOutcome(err: unknown): Outcome {
-  return err && typeof err === 'object' && 'code' in err && err.code === 'usage' ? 'bad_input' : outcomeOf(err);
 }
 
 /** A command paired with an interaction of its kind (null when the kinds differ). */

@@ -1,21 +1,14 @@
 /**
- * What the bot says: prediction embeds, and every error turned into words for people, in one place.
+ * What the bot says: prediction embeds, errors in words (src/error-words.ts, with the running job for job_busy).
  */
 import type { APIEmbed } from 'discord.js';
 import type { Config } from '../config.ts';
-import { CatdogError } from '../errors.ts';
+import { describeError as describeErrorWords, ERROR_WORDS } from '../error-words.ts';
 import type { ModelView } from '../jobs/models.ts';
 import { JobBusy } from '../jobs/runner.ts';
 import type { JobRecord, JobStatus, RetrainSummary, ScoreSummary } from '../jobs/types.ts';
 import type { BackboneName, Prediction } from '../model/types.ts';
 import { formatConfusion } from '../train/metrics.ts';
-
-/** A mistake in how a command was used (missing option, wrong channel…); the message is the answer. */
-export class UsageError extends CatdogError {
-  constructor(message: string) {
-    super('usage', message);
-  }
-}
 
 const BACKBONE_TITLES: Record<BackboneName, string> = {
   resnet50: 'ResNet50',
@@ -77,75 +70,14 @@ export function errorEmbed(name: string, err: unknown): APIEmbed {
   return { title: `⚠️ ${truncate(name, 80)}`, description: describeError(err), color: COLOURS.error };
 }
 
-/** True for errors that are the user's input or the moment (answered politely, not logged as faults). */
-export function isExpected(err: unknown): boolean {
-  return err instanceof CatdogError && EXPECTED.has(err.code);
-}
-
-const EXPECTED = new Set([
-  'unsupported_image',
-  'image_too_large',
-  'image_dimensions_too_large',
-  'host_not_allowed',
-  'download_failed',
-  'busy',
-  'shutting_down',
-  'usage',
-  'job_busy',
-  'job_data_missing',
-  'job_unknown',
-  'job_not_resumable',
-  'job_not_running',
-  'no_active_model',
-  'no_rollback',
-  'model_unknown',
-  'model_active',
-  'model_in_history',
-  'head_backbones',
-]);
-
-/** Any error, in words for the person who asked. Unexpected ones get a generic sentence (and are logged by the caller). */
+/** Any error, in words for the person who asked: the shared words, and which job is running for job_busy. */
 export function describeError(err: unknown): string {
-  if (err instanceof CatdogError) {
-    switch (err.code) {
-      case 'unsupported_image':
-        return `🙀 I can't read that as a photo. ${err.message}`;
-      case 'image_too_large':
-      case 'image_dimensions_too_large':
-        return `📏 That photo is too big for me. ${err.message}`;
-      case 'host_not_allowed':
-        return `🔒 ${err.message}`;
-      case 'download_failed':
-        return `📡 ${err.message}`;
-      case 'busy':
-        return `⏳ ${err.message}`;
-      case 'shutting_down':
-        return `🔁 ${err.message}`;
-      case 'usage':
-        return err.message;
-      case 'no_head':
-        return "😿 I have no trained model yet, so I can't tell cats from dogs. The people running me have been told.";
-      case 'job_busy':
-        return err instanceof JobBusy && err.running
-          ? `⏳ One job at a time, and this one is running: ${jobLine(err.running)}. Wait for it, or cancel it (its Cancel button, or see \`/jobs\`).`
-          : '⏳ Another job is starting right now; one job runs at a time. See `/jobs`.';
-      case 'job_data_missing':
-        return `📂 ${err.message}`;
-      case 'job_unknown':
-      case 'job_not_resumable':
-      case 'job_not_running':
-      case 'no_active_model':
-      case 'no_rollback':
-      case 'model_unknown':
-      case 'model_active':
-      case 'model_in_history':
-      case 'head_backbones':
-        return `⚠️ ${err.message}`;
-      default:
-        break;
-    }
-  }
-  return '😿 Something went wrong on my side. It has been logged; please try again later.';
+  return describeErrorWords(err, {
+    job_busy: (e) =>
+      e instanceof JobBusy && e.running
+        ? `⏳ One job at a time, and this one is running: ${jobLine(e.running)}. Wait for it, or cancel it (its Cancel button, or see \`/jobs\`).`
+        : ERROR_WORDS.job_busy(),
+  });
 }
 
 export function cooldownWords(retryAfterMs: number): string {

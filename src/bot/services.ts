@@ -7,7 +7,7 @@ import type { ModelAdmin } from '../jobs/models.ts';
 import type { JobRunner } from '../jobs/runner.ts';
 import type { QueuedClassifier, WorkGate } from '../queue.ts';
 import type { Store } from '../store/index.ts';
-import type { Metrics } from '../web/metrics.ts';
+import type { Metrics } from '../metrics.ts';
 
 export type Log = (line: string) => void;
 

@@ -12,7 +12,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CatdogError } from '../errors.ts';
+import { ModelError } from '../errors.ts';
 import { headId, type Classifier } from '../model/classifier.ts';
 import { loadModel, readActiveState } from '../model/registry.ts';
 import { defaultCacheDir, type ExtractProgress } from '../train/features.ts';
@@ -65,7 +65,7 @@ export function pipelineWork(o: { classifier: Classifier; dataDir: string }): Jo
     if (!existsSync(params.source)) throw new JobDataMissing(`The test data is not there: ${params.source} (TEST_DATA).`);
     if (params.labels && !existsSync(params.labels)) throw new JobDataMissing(`The test labels are not there: ${params.labels} (TEST_LABELS).`);
     if (!classifier.activeHead) {
-      throw new CatdogError('no_active_model', 'No model is active, so there is nothing to score with: run /retrain and promote a model first.');
+      throw new ModelError('no_active_model', 'No model is active, so there is nothing to score with: run /retrain and promote a model first.');
     }
   }
 
@@ -100,7 +100,7 @@ export function pipelineWork(o: { classifier: Classifier; dataDir: string }): Jo
 
   async function scoreJob(params: Extract<JobParams, { kind: 'score' }>, ctx: JobContext): Promise<ScoreSummary> {
     const head = classifier.activeHead;
-    if (!head) throw new CatdogError('no_active_model', 'No model is active, so there is nothing to score with.');
+    if (!head) throw new ModelError('no_active_model', 'No model is active, so there is nothing to score with.');
     const outDir = join(o.dataDir, 'jobs', ctx.record.id);
     await mkdir(outDir, { recursive: true });
     const submissionCsv = join(outDir, 'submission.csv');

@@ -6,11 +6,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config.ts';
-import { CatdogError, ImageTooLarge, ShuttingDown, UnsupportedImage } from '../errors.ts';
+import { CatdogError, errorFacts, ImageTooLarge, isExpected, ShuttingDown, UnsupportedImage } from '../errors.ts';
 import type { BackboneName } from '../model/types.ts';
 import type { QueuedClassifier, WorkGate } from '../queue.ts';
-import { describeError, isExpected } from '../bot/replies.ts';
-import { outcomeOf, type Metrics, type Outcome } from './metrics.ts';
+import { describeError } from '../error-words.ts';
+import { outcomeOf, type Metrics, type Outcome } from '../metrics.ts';
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from './page.ts';
 
 export interface ModelInfo {
@@ -29,15 +29,6 @@ export interface WebDeps {
   discordConnected: () => boolean | null;
   log: (line: string) => void;
 }
-
-const STATUS: Record<string, number> = {
-  unsupported_image: 415,
-  image_too_large: 413,
-  image_dimensions_too_large: 413,
-  busy: 503,
-  shutting_down: 503,
-  no_head: 503,
-};
 
 const SECURITY_HEADERS = {
   'x-content-type-options': 'nosniff',
@@ -112,7 +103,7 @@ export function createWebServer(deps: WebDeps): Server {
       outcome = err instanceof ShuttingDown ? 'shutting_down' : outcomeOf(err);
       if (!isExpected(err)) log(`web: /api/classify error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       const code = err instanceof CatdogError ? err.code : 'internal';
-      const status = STATUS[code] ?? 500;
+      const status = errorFacts(err).http;
       const extra: Record<string, string> = status === 503 ? { 'retry-after': code === 'busy' ? '5' : '30' } : {};
       // Unread upload left on the socket (refused early): do not keep the connection.
       if (!req.complete) extra.connection = 'close';

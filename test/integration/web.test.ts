@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main, type App } from '../../src/main.ts';
-import { LATENCY_BUCKETS } from '../../src/web/metrics.ts';
+import { LATENCY_BUCKETS } from '../../src/metrics.ts';
 import { CATTY, DOGGY, MeanColourTestClassifier, TEST_MODEL_ID, expectedDog, makePhoto } from '../helpers/test-classifier.ts';
 
 const MAX_BYTES = 100 * 1024;

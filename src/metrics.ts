@@ -3,23 +3,17 @@
  * and outcome, a latency histogram per surface, queue depth, Discord connection state. Both doors
  * record into one Metrics object; GET /metrics renders it.
  */
-import type { QueueStats } from '../queue.ts';
+import { errorFacts } from './errors.ts';
+import type { QueueStats } from './queue.ts';
 
 /** Where a request came in. */
 export type Surface = 'slash' | 'context_menu' | 'auto_detect' | 'web' | 'admin';
 
-/** How it ended, in a few stable words (label values). */
-export type Outcome =
-  | 'ok'
-  | 'bad_input'
-  | 'too_large'
-  | 'host_not_allowed'
-  | 'download_failed'
-  | 'busy'
-  | 'cooldown'
-  | 'shutting_down'
-  | 'forbidden'
-  | 'error';
+/** How a request that failed ended, in a few stable words (label values); src/errors.ts maps each error code to one. */
+export type ErrorOutcome = 'bad_input' | 'too_large' | 'host_not_allowed' | 'download_failed' | 'busy' | 'shutting_down' | 'error';
+
+/** How a request ended (label values). */
+export type Outcome = 'ok' | 'cooldown' | 'forbidden' | ErrorOutcome;
 
 /** Latency buckets in seconds: a cached small photo to a slow three-backbone run. */
 export const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const;
@@ -127,22 +121,5 @@ export class Metrics {
 
 /** The outcome label for an error thrown by a door's work. */
 export function outcomeOf(err: unknown): Outcome {
-  const code = err && typeof err === 'object' && 'code' in err ? (err as { code: unknown }).code : undefined;
-  switch (code) {
-    case 'unsupported_image':
-      return 'bad_input';
-    case 'image_too_large':
-    case 'image_dimensions_too_large':
-      return 'too_large';
-    case 'host_not_allowed':
-      return 'host_not_allowed';
-    case 'download_failed':
-      return 'download_failed';
-    case 'busy':
-      return 'busy';
-    case 'shutting_down':
-      return 'shutting_down';
-    default:
-      return 'error';
-  }
+  return errorFacts(err).outcome;
 }
