@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { MessageFlags, PermissionFlagsBits } from 'discord.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { main, type App } from '../../src/main.ts';
 import { Classifier, headId } from '../../src/model/classifier.ts';
 import { listModels, readActiveState } from '../../src/model/registry.ts';
@@ -92,6 +92,19 @@ async function retrainToTheEnd(): Promise<{ i: { id: string; token: string }; fi
   return { i, final };
 }
 
+/**
+ * The active model: the one a test before promoted, or, when that test failed before promoting,
+ * one retrained and promoted here, so that a test needing an active model does not fail with it.
+ */
+async function activeModel(): Promise<string> {
+  const active = readActiveState().active;
+  if (active) return active;
+  const { i, final } = await retrainToTheEnd();
+  const { i: press } = await pressAndWait(i, buttonIds(final)[0]!);
+  await waitEdit(press.token, () => true, 'the promoted message');
+  return readActiveState().active!;
+}
+
 function modelIdOf(final: RecordedRequest): string {
   const promote = buttonIds(final).find((id) => id.startsWith('model-promote:'));
   return promote!.split(':')[1]!;
@@ -130,6 +143,15 @@ afterAll(async () => {
 });
 
 describe.skipIf(!haveData)('admin operations', () => {
+  // A test that fails mid-job leaves no job running behind it for the next one.
+  afterEach(async () => {
+    const jobs = app?.services.admin?.jobs;
+    const running = jobs?.current();
+    if (!jobs || !running) return;
+    jobs.cancel(running.id, alice);
+    await expect.poll(() => jobs.current(), { timeout: 60_000 }).toBeNull();
+  });
+
   it('registers the admin commands with default_member_permissions Administrator', () => {
     const registered = fake.commands.get(fake.guild().id)!;
     for (const name of ['retrain', 'score', 'model', 'jobs']) {
@@ -182,8 +204,8 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect((app!.services.classifier.classifier as Classifier).activeHead).toBeNull();
   });
 
-  let firstModel = '';
   it('retrain: throttled progress edits, one job at a time, then the comparison and the curves; Promote swaps the live head', async () => {
+    const sentAt = performance.now();
     const i = fake.slashCommand('retrain', { user: alice });
     await waitEdit(i.token, (r) => title(r).endsWith('— running'), 'the first progress edit');
     // A second job is told what runs.
@@ -192,6 +214,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect(busy.body.content).toMatch(/^⏳ One job at a time, and this one is running: #\d+ retrain by alice — ⏳ running/);
 
     const final = await waitEdit(i.token, (r) => / — (done|failed)$/.test(title(r)), 'the end of the retrain');
+    const finalAt = performance.now();
     expect(title(final)).toMatch(/^🛠️ Retrain #\d+ — done$/);
     const edits = editsOf(i.token);
     const progressEdits = edits.filter((r) => title(r).endsWith('— running'));
@@ -200,9 +223,11 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect(withBar.length).toBeGreaterThanOrEqual(1);
     expect(withBar.at(-1)!.body.embeds[0].description).toMatch(/images\/s · (ETA|done)/);
     for (const r of progressEdits) expect(buttonIds(r)).toEqual([expect.stringMatching(/^job-cancel:\d+$/)]);
-    // Throttled: edits at least PROGRESS_MS apart (their arrival at the fake Discord).
-    const stamps = editTimes.get(i.token)!;
-    for (let k = 1; k < stamps.length; k++) expect(stamps[k]! - stamps[k - 1]!).toBeGreaterThanOrEqual(PROGRESS_MS - 60);
+    // Throttled: the throttle starts the edits (the final one too) at least PROGRESS_MS apart, and
+    // all of them started after the command was sent and before the final edit arrived. Slow
+    // networks or busy cores only widen that span; test/unit/jobs.test.ts checks each gap on the
+    // throttle's own clock.
+    expect((edits.length - 1) * PROGRESS_MS).toBeLessThanOrEqual(finalAt - sentAt);
 
     const embed = final.body.embeds[0];
     expect(embed.fields[0].name).toMatch(/^New model `m-\d{8}T\d{6}\.\d{3}Z(-\d+)?` \(validation\)$/);
@@ -211,7 +236,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect(embed.image.url).toBe('attachment://curves.png');
     expect(final.files.map((f) => f.name)).toEqual(['curves.png']);
     expect(final.files[0]!.bytes.subarray(1, 4).toString('latin1')).toBe('PNG');
-    firstModel = modelIdOf(final);
+    const firstModel = modelIdOf(final);
     const jobId = (await app!.services.admin!.jobs.recent(1))[0]!.id;
     expect(buttonIds(final)).toEqual([`model-promote:${firstModel}:${jobId}`, `model-discard:${firstModel}:${jobId}`]);
     // Stored, not active.
@@ -239,6 +264,8 @@ describe.skipIf(!haveData)('admin operations', () => {
   });
 
   it('discard: the candidate is deleted, the active model stays; the comparison shows the active model', async () => {
+    const firstModel = await activeModel();
+    const modelsBefore = (await listModels()).map((m) => m.id);
     const { i, final } = await retrainToTheEnd();
     const fields = final.body.embeds[0].fields;
     expect(fields[1].name).toBe(`Active model \`${firstModel}\``);
@@ -252,11 +279,12 @@ describe.skipIf(!haveData)('admin operations', () => {
     const { i: press } = await pressAndWait(i, discardId, carol);
     const done = await waitEdit(press.token, () => true, 'the discarded message');
     expect(done.body.embeds[0].description).toBe(`🗑️ **Discarded** by carol: model \`${candidate}\` deleted; the active model is unchanged.`);
-    expect((await listModels()).map((m) => m.id)).toEqual([firstModel]);
+    expect((await listModels()).map((m) => m.id)).toEqual(modelsBefore);
     expect(readActiveState().active).toBe(firstModel);
   });
 
   it('/score: submission.csv, log loss, accuracy, the confusion matrix and the worst errors', async () => {
+    const firstModel = await activeModel();
     const i = fake.slashCommand('score', { user: alice });
     const final = await waitEdit(i.token, (r) => / — (done|failed)$/.test(title(r)), 'the end of the scoring');
     const embed = final.body.embeds[0];
@@ -274,6 +302,8 @@ describe.skipIf(!haveData)('admin operations', () => {
   });
 
   it('/model show, list and rollback (the live head goes back too); /jobs tells who ran what and how it ended', async () => {
+    const firstModel = await activeModel();
+    const modelsBefore = (await listModels()).length;
     const { i, final } = await retrainToTheEnd();
     const second = modelIdOf(final);
     const { i: press } = await pressAndWait(i, buttonIds(final)[0]!);
@@ -289,7 +319,7 @@ describe.skipIf(!haveData)('admin operations', () => {
 
     const list = fake.slashCommand('model', { user: alice, options: [{ name: 'list', type: 1, options: [] }] });
     const listed = (await fake.originalEdit(list)).body.embeds[0];
-    expect(listed.title).toBe('🧠 Models (2)');
+    expect(listed.title).toBe(`🧠 Models (${modelsBefore + 1})`);
     expect(listed.description).toContain(`▶️ **\`${second}\` (active)**`);
     expect(listed.description).toContain(`· \`${firstModel}\``);
 
@@ -348,16 +378,6 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect(resumedProgress).toMatch(/\((\d+) from the cache\)/);
     // Training added a model but changed nothing that is active.
     expect(readActiveState()).toEqual(activeBefore);
-  });
-});
-
-/** When each edit reached the fake Discord, per interaction token (ms). */
-const editTimes = new Map<string, number[]>();
-beforeAll(() => {
-  if (!haveData) return;
-  fake.on('request', (r: RecordedRequest) => {
-    const m = /^\/webhooks\/\d+\/([^/]+)\/messages\/@original$/.exec(r.path);
-    if (r.method === 'PATCH' && m) editTimes.set(m[1]!, [...(editTimes.get(m[1]!) ?? []), performance.now()]);
   });
 });
 

@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { isAdmin } from '../../src/bot/admin.ts';
 import { Throttle } from '../../src/bot/throttle.ts';
 import { loadConfig } from '../../src/config.ts';
@@ -235,25 +235,40 @@ describe('JobRunner', () => {
 
 describe('Throttle', () => {
   it('sends the first value at once, then at most one per interval (the newest), and always the final one', async () => {
-    const sent: { v: number; t: number }[] = [];
-    const t0 = performance.now();
-    const th = new Throttle<number>(200, async (v) => {
-      sent.push({ v, t: performance.now() - t0 });
-    });
-    for (let i = 1; i <= 5; i++) {
-      th.push(i);
-      await new Promise((r) => setTimeout(r, 60));
+    // The throttle's own clock, driven by the test: what is checked is when it decides to send.
+    vi.useFakeTimers();
+    try {
+      const sent: { v: number; t: number }[] = [];
+      const th = new Throttle<number>(
+        200,
+        async (v) => {
+          sent.push({ v, t: Date.now() });
+        },
+        undefined,
+        () => Date.now(),
+      );
+      const t0 = Date.now();
+      for (let i = 1; i <= 5; i++) {
+        th.push(i);
+        await vi.advanceTimersByTimeAsync(60);
+      }
+      const ended = th.final(99);
+      await vi.runAllTimersAsync();
+      await ended;
+      const values = sent.map((s) => s.v);
+      expect(values[0]).toBe(1);
+      expect(sent[0]!.t).toBe(t0); // at once
+      expect(values.at(-1)).toBe(99);
+      expect(values.length).toBeGreaterThanOrEqual(3); // at least one intermediate edit
+      expect(values.length).toBeLessThan(7); // collapsed
+      expect(values.slice(1, -1)).toEqual([4]); // the newest value at t0 + 200 (pushed at 180)
+      for (let i = 1; i < sent.length; i++) expect(sent[i]!.t - sent[i - 1]!.t).toBeGreaterThanOrEqual(200);
+      th.push(100); // after final: ignored
+      await vi.advanceTimersByTimeAsync(250);
+      expect(sent.at(-1)!.v).toBe(99);
+    } finally {
+      vi.useRealTimers();
     }
-    await th.final(99);
-    const values = sent.map((s) => s.v);
-    expect(values[0]).toBe(1);
-    expect(values.at(-1)).toBe(99);
-    expect(values.length).toBeGreaterThanOrEqual(3); // at least one intermediate edit
-    expect(values.length).toBeLessThan(7); // collapsed
-    for (let i = 1; i < sent.length; i++) expect(sent[i]!.t - sent[i - 1]!.t).toBeGreaterThanOrEqual(195);
-    th.push(100); // after final: ignored
-    await new Promise((r) => setTimeout(r, 250));
-    expect(sent.at(-1)!.v).toBe(99);
   });
 });
 
