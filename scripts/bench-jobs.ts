@@ -37,8 +37,7 @@ if (!trainZip) {
 }
 
 const root = mkdtempSync(join(tmpdir(), 'catdog-bench-jobs-'));
-process.env.CATDOG_MODELS_DIR = temporaryModelsDir(root);
-process.env.CATDOG_REGISTRY_DIR = join(process.env.CATDOG_MODELS_DIR, 'registry');
+const modelsDir = temporaryModelsDir(root);
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
 function stats(ms: number[]): { n: number; median: number; p95: number; max: number } {
@@ -48,14 +47,17 @@ function stats(ms: number[]): { n: number; median: number; p95: number; max: num
 }
 
 try {
-  const [{ Classifier }, { promote, loadModel }, { train }, { Store }, { JobRunner }, { pipelineWork }] = await Promise.all([
+  const [{ Classifier }, { Registry }, { train }, { Store }, { JobRunner }, { pipelineWork }, { modelSettings }] = await Promise.all([
     import('../src/model/classifier.ts'),
     import('../src/model/registry.ts'),
     import('../src/train/train.ts'),
     import('../src/store/index.ts'),
     import('../src/jobs/runner.ts'),
     import('../src/jobs/work.ts'),
+    import('../src/model/settings.ts'),
   ]);
+  const model = modelSettings({ modelsDir });
+  const registry = new Registry(model.registryDir);
 
   // A head to answer with: trained on 40 photos (not the ones the retrain uses).
   const headDir = join(root, 'head-data');
@@ -65,11 +67,11 @@ try {
   const copied = await copyPhotos(trainZip, jobDir, trainingNames(100, 100 + per));
   const dog = readdirSync(jobDir).find((n) => n.startsWith('dog.'))!;
   const request = readFileSync(join(jobDir, dog)); // a full-resolution Kaggle photo
-  const classifier = await Classifier.load({ head: null });
+  const classifier = await Classifier.load({ model, head: null });
   log(`bench:jobs: ${classifier.describe()}; ${copied} photos for the retrain; request photo ${dog} (${request.length} bytes)`);
-  const first = await train({ sources: [headDir], classifier, cacheDir: join(root, 'head-cache'), outDir: join(root, 'head-out') });
-  await promote(first.modelId, { force: true });
-  classifier.setHead(await loadModel(first.modelId));
+  const first = await train({ sources: [headDir], classifier, registry, cacheDir: join(root, 'head-cache'), outDir: join(root, 'head-out') });
+  await registry.promote(first.modelId, { force: true });
+  classifier.setHead(await registry.loadModel(first.modelId));
 
   // Requests are due every GAP_MS on a fixed schedule, and each is timed from when it was due to
   // its answer: time spent waiting for a blocked event loop or a busy classifier counts, as it
@@ -94,7 +96,7 @@ try {
   // During a retrain on the same classifier, through the job runner.
   const dataDir = join(root, 'data');
   const store = await Store.open({ kind: 'sqlite', url: `sqlite://${join(dataDir, 'store.sqlite')}`, path: join(dataDir, 'store.sqlite') });
-  const runner = new JobRunner({ repo: store.jobs, work: pipelineWork({ classifier, dataDir }) });
+  const runner = new JobRunner({ repo: store.jobs, work: pipelineWork({ classifier, dataDir, registry }) });
   let extractRate = 0;
   const t0 = performance.now();
   const job = await runner.start({ kind: 'retrain', sources: [jobDir] }, { id: 'bench', name: 'bench' }, (r) => {

@@ -20,6 +20,7 @@ import type { BackboneName } from '../src/model/types.ts';
 import { resolveWeights, DEFAULT_WEIGHTS } from '../src/model/weights/sources.ts';
 import { decodeImage } from '../src/vision/decode.ts';
 import { resizeRGB, toTensorNCHW } from '../src/vision/preprocess.ts';
+import { loadConfig } from '../src/config.ts';
 
 const PEAK_GMACS = 137;
 const ORDER: BackboneName[] = ['resnet50', 'inception_v3', 'xception'];
@@ -56,11 +57,12 @@ function randomInput(size: number, n: number): Float32Array {
   return x;
 }
 
+const model = loadConfig().model;
+
 function weightSpec(name: BackboneName): { spec: string; real: boolean } {
-  const env = process.env[`CATDOG_WEIGHTS_${name.toUpperCase()}`];
-  const spec = env ?? DEFAULT_WEIGHTS[name];
+  const spec = model.weights[name] ?? DEFAULT_WEIGHTS[name];
   try {
-    resolveWeights(BACKBONES[name], spec);
+    resolveWeights(BACKBONES[name], spec, model.modelsDir);
     return { spec, real: true };
   } catch {
     return { spec: 'generated', real: false };
@@ -92,7 +94,7 @@ async function imagesPerSecond(b: LoadedBackbone): Promise<number> {
 
 /** Child process: runs ResNet50 batches until killed (a batch job sharing the cores). */
 async function worker(spin: boolean): Promise<void> {
-  const b = await loadBackbone(BACKBONES.resnet50, weightSpec('resnet50').spec, { threads, spin });
+  const b = await loadBackbone(BACKBONES.resnet50, weightSpec('resnet50').spec, { threads, spin, modelsDir: model.modelsDir });
   const x = randomInput(224, 8);
   process.send?.('ready');
   for (;;) await runBackbone(b, x, 8);
@@ -101,7 +103,7 @@ async function worker(spin: boolean): Promise<void> {
 async function contention(): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const spin of [false, true]) {
-    const b = await loadBackbone(BACKBONES.resnet50, weightSpec('resnet50').spec, { threads, spin });
+    const b = await loadBackbone(BACKBONES.resnet50, weightSpec('resnet50').spec, { threads, spin, modelsDir: model.modelsDir });
     const child = fork(fileURLToPath(import.meta.url), ['--worker', spin ? 'spin' : 'nospin', ...(threads ? ['--threads', String(threads)] : [])], {
       execArgv: process.execArgv,
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -142,7 +144,7 @@ async function endToEnd(b: LoadedBackbone): Promise<{ img_per_s: number; n: numb
 async function prepare(): Promise<void> {
   for (const name of ORDER) {
     const def = BACKBONES[name];
-    await ensureOnnx(def, resolveWeights(def, weightSpec(name).spec), (l) => process.stderr.write(`${l}\n`));
+    await ensureOnnx(def, resolveWeights(def, weightSpec(name).spec, model.modelsDir), (l) => process.stderr.write(`${l}\n`), model.modelsDir);
   }
 }
 
@@ -162,7 +164,7 @@ async function main(): Promise<void> {
   let limitTotal = 0;
   const batch1 = new Map<BackboneName, number>();
   for (const name of ORDER) {
-    const b = await loadBackbone(BACKBONES[name], weightSpec(name).spec, { threads });
+    const b = await loadBackbone(BACKBONES[name], weightSpec(name).spec, { threads, modelsDir: model.modelsDir });
     loaded.push(b);
     batch1.set(name, median(await timeBatch1(b)));
   }

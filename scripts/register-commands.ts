@@ -13,7 +13,7 @@ import { ConfigError } from '../src/errors.ts';
 dotenv.config({ quiet: true });
 
 async function run(): Promise<number> {
-  const config = loadConfig(process.env);
+  const config = loadConfig();
   const { token, appId, guildId, apiUrl, cdnUrl } = config.discord;
   const missing = [!token && 'DISCORD_TOKEN', !appId && 'DISCORD_APP_ID'].filter(Boolean);
   if (missing.length) {

@@ -2,6 +2,7 @@
  * The `catdog` command. Each subcommand lives in src/cli/ and returns an exit code.
  */
 import 'dotenv/config';
+import { loadConfig, type Config } from './config.ts';
 import { cleanCommand, dataCommand, featuresCommand, modelCommand, scoreCommand, trainCommand } from './cli/pipeline.ts';
 import { predictCommand } from './cli/predict.ts';
 
@@ -19,7 +20,7 @@ commands:
 A source is a Kaggle zip (train.zip, test.zip) or the same folder unpacked.
 `;
 
-type Command = (argv: string[]) => Promise<number>;
+type Command = (argv: string[], config: Config) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
   predict: predictCommand,
@@ -38,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(USAGE);
     return name === undefined || name === 'help' || name === '--help' ? 0 : 2;
   }
-  return cmd(rest);
+  return cmd(rest, loadConfig());
 }
 
 const code = await main(process.argv.slice(2)).catch((err: unknown) => {

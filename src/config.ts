@@ -5,6 +5,10 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './errors.ts';
+import { BACKBONES } from './model/backbones/index.ts';
+import { modelSettings, type ModelSettings } from './model/settings.ts';
+import type { BackboneName } from './model/types.ts';
+import { DEFAULT_MODELS_DIR } from './paths.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -50,6 +54,10 @@ export interface Config {
   admins: { userIds: string[]; roleIds: string[] };
   /** What the admin jobs work on: training sources (TRAIN_DATA, comma-separated), the test set and its labels. */
   data: { train: string[]; test: string | null; testLabels: string | null };
+  /** Backbones, weights, head, ONNX Runtime and where models live. */
+  model: ModelSettings;
+  /** Running under CI (the CI variable): progress as plain lines, never redrawn. */
+  ci: boolean;
 }
 
 export const DEFAULT_ATTACHMENT_HOSTS = ['cdn.discordapp.com', 'media.discordapp.net'] as const;
@@ -174,6 +182,37 @@ class Reader {
   }
 }
 
+function parseModel(r: Reader, cwd: string): ModelSettings {
+  const names = Object.keys(BACKBONES) as BackboneName[];
+  let backbones: BackboneName[] | null = null;
+  const raw = r.raw('CATDOG_BACKBONES');
+  if (raw !== undefined) {
+    const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+    const unknown = list.filter((n) => !(names as string[]).includes(n));
+    if (unknown.length || list.length === 0) {
+      r.problems.push(`CATDOG_BACKBONES must be a comma-separated list of backbones among ${names.join(', ')}; unknown: ${unknown.map((u) => `"${u}"`).join(', ') || '(empty list)'}.`);
+    } else backbones = list as BackboneName[];
+  }
+  const weights: Partial<Record<BackboneName, string>> = {};
+  for (const name of names) {
+    const spec = r.raw(`CATDOG_WEIGHTS_${name.toUpperCase()}`);
+    if (spec !== undefined) weights[name] = spec;
+  }
+  const arena = r.raw('CATDOG_ARENA') === undefined ? null : r.bool('CATDOG_ARENA', false);
+  const modelsDir = r.path('CATDOG_MODELS_DIR', cwd) ?? DEFAULT_MODELS_DIR;
+  return modelSettings({
+    backbones,
+    weights,
+    head: r.path('CATDOG_HEAD', cwd),
+    threads: r.raw('CATDOG_THREADS') === undefined ? null : r.int('CATDOG_THREADS', 1, 1, 256, 'a number of threads'),
+    spin: r.bool('CATDOG_SPIN', false),
+    arena,
+    modelsDir,
+    ...(r.raw('CATDOG_REGISTRY_DIR') !== undefined ? { registryDir: r.path('CATDOG_REGISTRY_DIR', cwd)! } : {}),
+    kerasWeightsBaseUrl: r.httpUrl('KERAS_WEIGHTS_BASE_URL'),
+  });
+}
+
 function isHostName(h: string): boolean {
   if (/^\[[0-9a-f:.]+\]$/.test(h)) return true; // [::1]
   return /^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/.test(h);
@@ -210,7 +249,7 @@ function parseStore(r: Reader, dataDir: string): StoreConfig {
  * Reads the configuration from `env` (normally process.env after dotenv). Relative paths are
  * resolved against `cwd`. Throws ConfigError listing every problem found.
  */
-export function loadConfig(env: Env, cwd = process.cwd()): Config {
+export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
   const r = new Reader(env);
   const dataDir = r.path('DATA_DIR', cwd) ?? resolve(cwd, 'data');
   const config: Config = {
@@ -246,6 +285,8 @@ export function loadConfig(env: Env, cwd = process.cwd()): Config {
       test: r.path('TEST_DATA', cwd),
       testLabels: r.path('TEST_LABELS', cwd),
     },
+    model: parseModel(r, cwd),
+    ci: r.raw('CI') !== undefined,
   };
   if (config.discord.token && /\s/.test(config.discord.token)) {
     r.problems.push('DISCORD_TOKEN must be the bot token alone, without spaces or a "Bot " prefix.');

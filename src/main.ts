@@ -57,6 +57,7 @@ function timestamped(line: string): void {
 async function loadRealClassifier(config: Config, log: Log): Promise<LoadedClassifier> {
   const { loadClassifier } = await import('./model/classifier.ts');
   return loadClassifier({
+    model: config.model,
     limits: { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels },
     log,
   });
@@ -74,12 +75,14 @@ async function adminServices(classifier: LoadedClassifier, config: Config, store
     log('admin: jobs are off (the classifier in use cannot train)');
     return undefined;
   }
-  const [{ JobRunner }, { pipelineWork }, { ModelAdmin }] = await Promise.all([
+  const [{ JobRunner }, { pipelineWork }, { ModelAdmin }, { Registry }] = await Promise.all([
     import('./jobs/runner.ts'),
     import('./jobs/work.ts'),
     import('./jobs/models.ts'),
+    import('./model/registry.ts'),
   ]);
-  const jobs = new JobRunner({ repo: store.jobs, work: pipelineWork({ classifier, dataDir: config.dataDir }), log });
+  const registry = new Registry(config.model.registryDir);
+  const jobs = new JobRunner({ repo: store.jobs, work: pipelineWork({ classifier, dataDir: config.dataDir, registry }), log });
   const interrupted = await jobs.recover();
   if (interrupted.length) log(`admin: ${interrupted.length} job(s) interrupted by the last stop; resume them from /jobs`);
   const admins = config.admins;
@@ -89,7 +92,7 @@ async function adminServices(classifier: LoadedClassifier, config: Config, store
   );
   return {
     jobs,
-    models: new ModelAdmin(classifier),
+    models: new ModelAdmin(classifier, registry),
     progressIntervalMs: options.jobProgressIntervalMs ?? 5000,
     tokenTtlMs: options.interactionTokenTtlMs ?? 14 * 60_000,
     background: new Set(),
@@ -99,7 +102,7 @@ async function adminServices(classifier: LoadedClassifier, config: Config, store
 export async function main(options: MainOptions = {}): Promise<App> {
   const log = options.log ?? timestamped;
   const exit = options.exit ?? ((code: number) => process.exit(code));
-  const config = loadConfig(options.env ?? process.env);
+  const config = loadConfig(options.env);
 
   const classifier = options.classifier ?? (await loadRealClassifier(config, log));
   const info = classifier.info();

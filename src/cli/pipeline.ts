@@ -7,8 +7,8 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Classifier } from '../model/classifier.ts';
-import { listModels, promote, rollback, useModel } from '../model/registry.ts';
-import { dataDir } from '../paths.ts';
+import type { Config } from '../config.ts';
+import { Registry } from '../model/registry.ts';
 import { findOutliers, writeOutlierReport, DEFAULT_CLEAN_TOP_K } from '../train/clean.ts';
 import { openDataset } from '../train/dataset.ts';
 import { defaultCacheDir, extractInto, openFeatureStore } from '../train/features.ts';
@@ -56,13 +56,13 @@ async function guarded(fn: (signal: AbortSignal) => Promise<number>): Promise<nu
   }
 }
 
-async function loadForPipeline(headless: boolean): Promise<Classifier> {
-  const c = await Classifier.load({ head: headless ? null : undefined, log: err });
+async function loadForPipeline(config: Config, headless: boolean): Promise<Classifier> {
+  const c = await Classifier.load({ model: config.model, head: headless ? null : undefined, log: err });
   err(`catdog: ${c.describe()}`);
   return c;
 }
 
-export async function dataCommand(argv: string[]): Promise<number> {
+export async function dataCommand(argv: string[], config: Config): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub !== 'inspect') {
     err('usage: catdog data inspect <source>... [--out DIR]');
@@ -74,10 +74,10 @@ export async function dataCommand(argv: string[]): Promise<number> {
     return 2;
   }
   return guarded(async (signal) => {
-    const p = progressPrinter();
+    const p = progressPrinter(process.stderr, { ci: config.ci });
     const report = await inspectDataset(positionals, { signal, onProgress: (d, t) => p.update(`inspect ${d}/${t}`, d === t) });
     p.done();
-    const dir = resolve(values.out ?? join(dataDir(), 'reports', 'inspect'));
+    const dir = resolve(values.out ?? join(config.dataDir, 'reports', 'inspect'));
     const files = await writeInspectReport(report, dir);
     out(JSON.stringify(summaryOf(report), null, 2));
     out(`wrote ${files.json} and ${files.png}`);
@@ -91,7 +91,7 @@ function summaryOf(report: InspectReport): Omit<InspectReport, 'images'> {
   return rest;
 }
 
-export async function cleanCommand(argv: string[]): Promise<number> {
+export async function cleanCommand(argv: string[], config: Config): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -102,20 +102,20 @@ export async function cleanCommand(argv: string[]): Promise<number> {
     return 2;
   }
   return guarded(async (signal) => {
-    const classifier = await loadForPipeline(true);
+    const classifier = await loadForPipeline(config, true);
     const ds = await openDataset(positionals, { kind: 'train' });
-    const store = openFeatureStore(classifier, defaultCacheDir(dataDir()));
+    const store = openFeatureStore(classifier, defaultCacheDir(config.dataDir));
     try {
-      const p = progressPrinter();
+      const p = progressPrinter(process.stderr, { ci: config.ci });
       const ex = await extractInto(store, ds.samples.filter((s) => s.label !== null), classifier, {
-        cacheDir: defaultCacheDir(dataDir()),
+        cacheDir: defaultCacheDir(config.dataDir),
         signal,
         onProgress: (x) => p.update(extractLine('clean', x), x.done === x.total),
       });
       p.done();
       const k = values.k ? Number(values.k) : DEFAULT_CLEAN_TOP_K;
       const outliers = findOutliers(store, ex.ok, classifier.imagenetLabels, k);
-      const dir = resolve(values.out ?? join(dataDir(), 'reports', 'clean'));
+      const dir = resolve(values.out ?? join(config.dataDir, 'reports', 'clean'));
       await mkdir(dir, { recursive: true });
       await writeOutlierReport(outliers, join(dir, 'outliers.csv'), join(dir, 'outliers.png'));
       out(`${outliers.length} of ${ex.ok.length} photos have no cat or dog class in their ImageNet top ${k}; ${ex.failures.length} unreadable.`);
@@ -130,21 +130,21 @@ export async function cleanCommand(argv: string[]): Promise<number> {
   });
 }
 
-export async function featuresCommand(argv: string[]): Promise<number> {
+export async function featuresCommand(argv: string[], config: Config): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { 'no-flip': { type: 'boolean', default: false } } });
   if (!positionals.length) {
     err('usage: catdog features <source>... [--no-flip]');
     return 2;
   }
   return guarded(async (signal) => {
-    const classifier = await loadForPipeline(true);
+    const classifier = await loadForPipeline(config, true);
     const ds = await openDataset(positionals);
     try {
-      const p = progressPrinter();
-      const store = openFeatureStore(classifier, defaultCacheDir(dataDir()));
+      const p = progressPrinter(process.stderr, { ci: config.ci });
+      const store = openFeatureStore(classifier, defaultCacheDir(config.dataDir));
       try {
         const r = await extractInto(store, ds.samples, classifier, {
-          cacheDir: defaultCacheDir(dataDir()),
+          cacheDir: defaultCacheDir(config.dataDir),
           flip: !values['no-flip'],
           signal,
           onProgress: (x) => p.update(extractLine('features', x), x.done === x.total),
@@ -163,7 +163,7 @@ export async function featuresCommand(argv: string[]): Promise<number> {
   });
 }
 
-export async function trainCommand(argv: string[]): Promise<number> {
+export async function trainCommand(argv: string[], config: Config): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -183,7 +183,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       json: { type: 'boolean', default: false },
     },
   });
-  const sources = positionals.length ? positionals : (process.env.TRAIN_DATA ?? '').split(',').filter(Boolean);
+  const sources = positionals.length ? positionals : config.data.train;
   if (!sources.length) {
     err('usage: catdog train <source>... [--recipe auto|seed|logreg] [--flip auto|on|off] [--epochs 8] [--validation-split 0.2] [--seed 2018] [--l2 0.01,0.003] [--outliers FILE | --keep-outliers] [--promote [--force]]');
     return 2;
@@ -193,15 +193,16 @@ export async function trainCommand(argv: string[]): Promise<number> {
     return 2;
   }
   return guarded(async (signal) => {
-    const classifier = await loadForPipeline(true);
+    const classifier = await loadForPipeline(config, true);
     try {
-      const p = progressPrinter();
+      const p = progressPrinter(process.stderr, { ci: config.ci });
       const t0 = performance.now();
-      const dir = resolve(values.out ?? join(dataDir(), 'reports', 'train'));
+      const dir = resolve(values.out ?? join(config.dataDir, 'reports', 'train'));
       const r = await train({
         sources,
         classifier,
-        cacheDir: defaultCacheDir(dataDir()),
+        registry: new Registry(config.model.registryDir),
+        cacheDir: defaultCacheDir(config.dataDir),
         outDir: dir,
         recipe: values.recipe as Recipe,
         flip: values.flip === 'on' ? true : values.flip === 'off' ? false : 'auto',
@@ -226,7 +227,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       for (const [src, m] of Object.entries(r.valBySource)) out(`  validation on ${src}: ${m.n} photos, log loss ${m.logloss.toFixed(4)}, accuracy ${(m.accuracy * 100).toFixed(2)}%`);
       out(`  curves: ${r.curvesPng}; outliers: ${r.outliersCsv}; ${((performance.now() - t0) / 1000).toFixed(0)} s in all`);
       if (values.promote) {
-        const pr = await promote(r.modelId, { force: values.force });
+        const pr = await new Registry(config.model.registryDir).promote(r.modelId, { force: values.force });
         out(pr.promoted ? `promoted ${r.modelId} (${pr.reason})` : `not promoted: ${pr.reason}`);
       }
       if (values.json) out(JSON.stringify({ model: r.modelId, valLoss: r.chosen.fitted.valLoss, valAcc: r.chosen.fitted.valAcc, recipe: r.chosen.recipe, flip: r.chosen.flip, valBySource: r.valBySource, candidates: r.candidates }));
@@ -237,29 +238,29 @@ export async function trainCommand(argv: string[]): Promise<number> {
   });
 }
 
-export async function scoreCommand(argv: string[]): Promise<number> {
+export async function scoreCommand(argv: string[], config: Config): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
     options: { out: { type: 'string', default: 'submission.csv' }, labels: { type: 'string' }, json: { type: 'boolean', default: false }, worst: { type: 'string' } },
   });
-  const sources = positionals.length ? positionals : (process.env.TEST_DATA ?? '').split(',').filter(Boolean);
+  const sources = positionals.length ? positionals : config.data.test ? [config.data.test] : [];
   if (!sources.length) {
     err('usage: catdog score <test source> [--out submission.csv] [--labels test_labels.csv] [--json]');
     return 2;
   }
   return guarded(async (signal) => {
-    const classifier = await Classifier.load({ log: err });
+    const classifier = await Classifier.load({ model: config.model, log: err });
     err(`catdog: ${classifier.describe()}`);
     try {
-      const p = progressPrinter();
-      const labels = values.labels ?? process.env.TEST_LABELS;
-      const worstPng = labels ? resolve(values.worst ?? join(dataDir(), 'reports', 'score', 'worst.png')) : undefined;
+      const p = progressPrinter(process.stderr, { ci: config.ci });
+      const labels = values.labels ?? config.data.testLabels ?? undefined;
+      const worstPng = labels ? resolve(values.worst ?? join(config.dataDir, 'reports', 'score', 'worst.png')) : undefined;
       if (worstPng) await mkdir(join(worstPng, '..'), { recursive: true });
       const r = await score({
         source: sources,
         classifier,
-        cacheDir: defaultCacheDir(dataDir()),
+        cacheDir: defaultCacheDir(config.dataDir),
         out: resolve(values.out!),
         labels,
         worstPng,
@@ -284,11 +285,12 @@ export async function scoreCommand(argv: string[]): Promise<number> {
   });
 }
 
-export async function modelCommand(argv: string[]): Promise<number> {
+export async function modelCommand(argv: string[], config: Config): Promise<number> {
   const [sub, ...rest] = argv;
+  const registry = new Registry(config.model.registryDir);
   try {
     if (sub === 'list' || sub === undefined) {
-      const models = await listModels();
+      const models = await registry.listModels();
       if (!models.length) out('no models in the registry yet: `catdog train --promote`');
       for (const m of models) {
         const metrics = (m.head.meta?.metrics ?? {}) as { valLoss?: number; valAcc?: number };
@@ -297,16 +299,16 @@ export async function modelCommand(argv: string[]): Promise<number> {
       return 0;
     }
     if (sub === 'use' && rest[0]) {
-      await useModel(rest[0]);
+      await registry.useModel(rest[0]);
       out(`active model: ${rest[0]}`);
       return 0;
     }
     if (sub === 'rollback') {
-      out(`active model: ${await rollback()}`);
+      out(`active model: ${await registry.rollback()}`);
       return 0;
     }
     if (sub === 'promote' && rest[0]) {
-      const r = await promote(rest[0], { force: rest.includes('--force') });
+      const r = await registry.promote(rest[0], { force: rest.includes('--force') });
       out(r.promoted ? `promoted ${rest[0]} (${r.reason})` : `not promoted: ${r.reason}`);
       return r.promoted ? 0 : 1;
     }

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { CatdogError, ImageTooLarge } from '../errors.ts';
 import { Classifier } from '../model/classifier.ts';
 import { DEFAULT_LIMITS } from '../vision/decode.ts';
+import type { Config } from '../config.ts';
 
 const IMAGE_EXT = /\.(jpe?g|png|gif|webp|avif|tiff?|heic|heif|bmp)$/i;
 
@@ -42,7 +43,7 @@ async function readLimited(path: string, maxBytes: number): Promise<Buffer> {
   return readFile(path);
 }
 
-export async function predictCommand(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
+export async function predictCommand(argv: string[], config: Config, out = process.stdout, err = process.stderr): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -59,7 +60,7 @@ export async function predictCommand(argv: string[], out = process.stdout, err =
   const files = await expandInputs(positionals);
   let classifier: Classifier;
   try {
-    classifier = await Classifier.load({ head: values.head, log: (l) => err.write(`${l}\n`) });
+    classifier = await Classifier.load({ model: config.model, head: values.head, log: (l) => err.write(`${l}\n`) });
   } catch (e) {
     err.write(`catdog: ${describeError(e)}\n`);
     return 2;

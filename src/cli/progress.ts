@@ -22,8 +22,13 @@ export function extractLine(label: string, p: ExtractProgress): string {
   return `${label} ${bar(p.done / Math.max(1, p.total))} ${p.done}/${p.total} (${pct.toFixed(0)}%) ${p.imgPerSec.toFixed(1)} img/s ETA ${formatEta(p.etaSec)} · cached ${p.cached} · failed ${p.failed}`;
 }
 
-export function progressPrinter(stream: NodeJS.WriteStream = process.stderr, intervalMs = 5000): { update(line: string, final?: boolean): void; done(): void } {
-  const tty = Boolean(stream.isTTY) && !process.env.CI;
+/** Draws progress on `stream`: redrawn in place on a terminal (not under CI), else a plain line every `intervalMs` and the last. */
+export function progressPrinter(
+  stream: NodeJS.WriteStream = process.stderr,
+  o: { intervalMs?: number; ci?: boolean } = {},
+): { update(line: string, final?: boolean): void; done(): void } {
+  const intervalMs = o.intervalMs ?? 5000;
+  const tty = Boolean(stream.isTTY) && !o.ci;
   let last = 0;
   let drawn = false;
   return {

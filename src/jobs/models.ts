@@ -8,7 +8,7 @@
 import type { Classifier } from '../model/classifier.ts';
 import { headId } from '../model/classifier.ts';
 import type { HeadFile } from '../model/head.ts';
-import { listModels, loadModel, promote, readActiveState, removeModel, rollback } from '../model/registry.ts';
+import type { Registry } from '../model/registry.ts';
 
 export interface ModelView {
   id: string;
@@ -48,7 +48,10 @@ export function modelView(id: string, head: HeadFile, active: boolean): ModelVie
 export class ModelAdmin {
   private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly classifier: Classifier) {}
+  constructor(
+    readonly classifier: Classifier,
+    private readonly registry: Registry,
+  ) {}
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.tail.then(fn, fn);
@@ -58,24 +61,24 @@ export class ModelAdmin {
 
   /** The active model per the registry, and the head the classifier answers with now. */
   async active(): Promise<{ registry: ModelView | null; live: string | null; previous: string | null }> {
-    const state = readActiveState();
+    const state = this.registry.readActiveState();
     const head = this.classifier.activeHead;
-    const registry = state.active ? modelView(state.active, (await loadModel(state.active)).file, true) : null;
+    const registry = state.active ? modelView(state.active, (await this.registry.loadModel(state.active)).file, true) : null;
     return { registry, live: head ? headId(head) : null, previous: state.history.at(-1) ?? null };
   }
 
   /** Every stored model, newest first. */
   async list(): Promise<ModelView[]> {
-    return (await listModels()).map((m) => modelView(m.id, m.head, m.active)).reverse();
+    return (await this.registry.listModels()).map((m) => modelView(m.id, m.head, m.active)).reverse();
   }
 
   /** Makes `id` active (forced: the person saw the comparison) and swaps the live head. */
   promote(id: string): Promise<{ previous: string | null }> {
     return this.serial(async () => {
-      const head = await loadModel(id);
+      const head = await this.registry.loadModel(id);
       head.checkBackbones(this.classifier.backbones);
-      const previous = readActiveState().active;
-      await promote(id, { force: true });
+      const previous = this.registry.readActiveState().active;
+      await this.registry.promote(id, { force: true });
       this.classifier.setHead(head);
       return { previous };
     });
@@ -84,19 +87,19 @@ export class ModelAdmin {
   /** Back to the previously active model, in the registry and in the live classifier. */
   rollback(): Promise<{ from: string | null; to: string }> {
     return this.serial(async () => {
-      const state = readActiveState();
+      const state = this.registry.readActiveState();
       const from = state.active;
       const previous = state.history.at(-1);
       // Check the head fits the live backbones before the registry changes.
-      if (previous) (await loadModel(previous)).checkBackbones(this.classifier.backbones);
-      const to = await rollback();
-      this.classifier.setHead(await loadModel(to));
+      if (previous) (await this.registry.loadModel(previous)).checkBackbones(this.classifier.backbones);
+      const to = await this.registry.rollback();
+      this.classifier.setHead(await this.registry.loadModel(to));
       return { from, to };
     });
   }
 
   /** Deletes a candidate model that was never made active. */
   discard(id: string): Promise<void> {
-    return this.serial(() => removeModel(id));
+    return this.serial(() => this.registry.removeModel(id));
   }
 }

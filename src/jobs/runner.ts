@@ -14,8 +14,7 @@
  * knows nothing of training, Discord or ONNX.
  */
 import { CatdogError } from '../errors.ts';
-import type { JobRepo } from '../store/index.ts';
-import type { JobDecision, JobParams, JobProgress, JobRecord, JobResult, JobUser } from './types.ts';
+import type { JobDecision, JobParams, JobProgress, JobRecord, JobRepository, JobResult, JobUser } from './types.ts';
 
 /** Another job is running; `running` is its record (null while it is still being set up). */
 export class JobBusy extends CatdogError {
@@ -76,7 +75,7 @@ export interface StartedJob {
 }
 
 export interface JobRunnerOptions {
-  repo: JobRepo;
+  repo: JobRepository;
   work: JobWork;
   log?: (line: string) => void;
   /** Progress is written to the store at most this often (and on every stage change). Default 2000 ms. */

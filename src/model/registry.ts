@@ -8,7 +8,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../errors.ts';
-import { modelsDir } from '../paths.ts';
 import { Head, loadHead, saveHead, type HeadFile } from './head.ts';
 
 export interface ActiveState {
@@ -17,67 +16,126 @@ export interface ActiveState {
   history: string[];
 }
 
-/** models/registry, or CATDOG_REGISTRY_DIR (tests and experiments keep their models apart). */
-export function registryDir(): string {
-  return process.env.CATDOG_REGISTRY_DIR ?? join(modelsDir(), 'registry');
-}
+/** The registry in one folder: models/registry by default, CATDOG_REGISTRY_DIR (config) moves it. */
+export class Registry {
+  constructor(readonly dir: string) {}
 
-function statePath(): string {
-  return join(registryDir(), 'active.json');
-}
-
-export function readActiveState(): ActiveState {
-  const p = statePath();
-  if (!existsSync(p)) return { active: null, history: [] };
-  try {
-    return JSON.parse(readFileSync(p, 'utf8')) as ActiveState;
-  } catch (err) {
-    throw new ModelError('registry_corrupt', `The model registry state ${p} is not valid JSON.`, { cause: err });
+  private get statePath(): string {
+    return join(this.dir, 'active.json');
   }
-}
 
-export function headPath(id: string): string {
-  return join(registryDir(), id, 'head.json');
-}
-
-/** Path of the active head, or null when no model is active. */
-export function activeHeadPath(): string | null {
-  const { active } = readActiveState();
-  return active ? headPath(active) : null;
-}
-
-async function writeAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, text);
-  await rename(tmp, path);
-}
-
-async function writeState(state: ActiveState): Promise<void> {
-  await mkdir(registryDir(), { recursive: true });
-  await writeAtomic(statePath(), `${JSON.stringify(state, null, 2)}\n`);
-}
-
-/** Stores a head as a new version; returns its id. Does not make it active. */
-export async function addModel(head: HeadFile, id?: string): Promise<string> {
-  await mkdir(registryDir(), { recursive: true });
-  const base = id ?? newModelId();
-  // Ids carry milliseconds; versions stored in the same millisecond get a suffix (-2, -3…).
-  for (let n = 1; ; n++) {
-    const finalId = n === 1 ? base : `${base}-${n}`;
-    const dir = join(registryDir(), finalId);
-    const staging = `${dir}.partial-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
-    await mkdir(staging, { recursive: true });
-    await saveHead(join(staging, 'head.json'), { ...head, meta: { ...head.meta, id: finalId } });
+  readActiveState(): ActiveState {
+    const p = this.statePath;
+    if (!existsSync(p)) return { active: null, history: [] };
     try {
-      if (existsSync(dir)) throw Object.assign(new Error('exists'), { code: 'EEXIST' });
-      await rename(staging, dir);
-      return finalId;
+      return JSON.parse(readFileSync(p, 'utf8')) as ActiveState;
     } catch (err) {
-      await rm(staging, { recursive: true, force: true });
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
-      if (id) throw new ModelError('model_exists', `A model ${id} is already in the registry.`);
+      throw new ModelError('registry_corrupt', `The model registry state ${p} is not valid JSON.`, { cause: err });
     }
+  }
+
+  headPath(id: string): string {
+    return join(this.dir, id, 'head.json');
+  }
+
+  /** Path of the active head, or null when no model is active. */
+  activeHeadPath(): string | null {
+    const { active } = this.readActiveState();
+    return active ? this.headPath(active) : null;
+  }
+
+  private async writeState(state: ActiveState): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    await writeAtomic(this.statePath, `${JSON.stringify(state, null, 2)}\n`);
+  }
+
+  /** Stores a head as a new version; returns its id. Does not make it active. */
+  async addModel(head: HeadFile, id?: string): Promise<string> {
+    await mkdir(this.dir, { recursive: true });
+    const base = id ?? newModelId();
+    // Ids carry milliseconds; versions stored in the same millisecond get a suffix (-2, -3…).
+    for (let n = 1; ; n++) {
+      const finalId = n === 1 ? base : `${base}-${n}`;
+      const dir = join(this.dir, finalId);
+      const staging = `${dir}.partial-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+      await mkdir(staging, { recursive: true });
+      await saveHead(join(staging, 'head.json'), { ...head, meta: { ...head.meta, id: finalId } });
+      try {
+        if (existsSync(dir)) throw Object.assign(new Error('exists'), { code: 'EEXIST' });
+        await rename(staging, dir);
+        return finalId;
+      } catch (err) {
+        await rm(staging, { recursive: true, force: true });
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw err;
+        if (id) throw new ModelError('model_exists', `A model ${id} is already in the registry.`);
+      }
+    }
+  }
+
+  async listModels(): Promise<{ id: string; head: HeadFile; active: boolean }[]> {
+    if (!existsSync(this.dir)) return [];
+    const { active } = this.readActiveState();
+    const out: { id: string; head: HeadFile; active: boolean }[] = [];
+    for (const e of await readdir(this.dir, { withFileTypes: true })) {
+      if (!e.isDirectory() || e.name.includes('.partial-')) continue;
+      const p = this.headPath(e.name);
+      if (!existsSync(p)) continue;
+      out.push({ id: e.name, head: JSON.parse(await readFile(p, 'utf8')) as HeadFile, active: e.name === active });
+    }
+    return out.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  async loadModel(id: string): Promise<Head> {
+    if (!existsSync(this.headPath(id))) throw new ModelError('model_unknown', `No model ${id} in ${this.dir}.`);
+    return loadHead(this.headPath(id));
+  }
+
+  /** Makes `id` the active model. */
+  async useModel(id: string): Promise<void> {
+    await this.loadModel(id);
+    const state = this.readActiveState();
+    if (state.active === id) return;
+    await this.writeState({ active: id, history: state.active ? [...state.history, state.active] : state.history });
+  }
+
+  /** Goes back to the previously active model; returns its id. */
+  async rollback(): Promise<string> {
+    const state = this.readActiveState();
+    const previous = state.history.at(-1);
+    if (!previous) throw new ModelError('no_rollback', 'There is no earlier model to roll back to.');
+    await this.loadModel(previous);
+    await this.writeState({ active: previous, history: state.history.slice(0, -1) });
+    return previous;
+  }
+
+  /** Makes `id` the active model if its validation log loss beats the active one's (or `force`). */
+  async promote(id: string, options: { force?: boolean } = {}): Promise<{ promoted: boolean; reason: string }> {
+    const candLoss = validationLoss(await this.loadModel(id));
+    const { active } = this.readActiveState();
+    if (active && active !== id && !options.force) {
+      const curLoss = validationLoss(await this.loadModel(active));
+      if (!(candLoss < curLoss)) {
+        return {
+          promoted: false,
+          reason: `validation log loss ${candLoss.toFixed(4)} does not beat the active model ${active} (${curLoss.toFixed(4)}); use --force to promote anyway`,
+        };
+      }
+    }
+    await this.useModel(id);
+    return { promoted: true, reason: active ? `replaces ${active}` : 'first active model' };
+  }
+
+  /**
+   * Deletes a stored model that is neither active nor in the rollback history (a discarded
+   * candidate). Throws a ModelError otherwise.
+   */
+  async removeModel(id: string): Promise<void> {
+    await this.loadModel(id);
+    const state = this.readActiveState();
+    if (state.active === id) throw new ModelError('model_active', `Model ${id} is the active model; it cannot be removed.`);
+    if (state.history.includes(id)) throw new ModelError('model_in_history', `Model ${id} is in the rollback history; it cannot be removed.`);
+    await rm(join(this.dir, id), { recursive: true, force: true });
   }
 }
 
@@ -85,72 +143,13 @@ export function newModelId(date = new Date()): string {
   return `m-${date.toISOString().replace(/[-:]/g, '')}`;
 }
 
-export async function listModels(): Promise<{ id: string; head: HeadFile; active: boolean }[]> {
-  if (!existsSync(registryDir())) return [];
-  const { active } = readActiveState();
-  const out: { id: string; head: HeadFile; active: boolean }[] = [];
-  for (const e of await readdir(registryDir(), { withFileTypes: true })) {
-    if (!e.isDirectory() || e.name.includes('.partial-')) continue;
-    const p = headPath(e.name);
-    if (!existsSync(p)) continue;
-    out.push({ id: e.name, head: JSON.parse(await readFile(p, 'utf8')) as HeadFile, active: e.name === active });
-  }
-  return out.sort((a, b) => a.id.localeCompare(b.id));
-}
-
-export async function loadModel(id: string): Promise<Head> {
-  if (!existsSync(headPath(id))) throw new ModelError('model_unknown', `No model ${id} in ${registryDir()}.`);
-  return loadHead(headPath(id));
-}
-
-/** Makes `id` the active model. */
-export async function useModel(id: string): Promise<void> {
-  await loadModel(id);
-  const state = readActiveState();
-  if (state.active === id) return;
-  await writeState({ active: id, history: state.active ? [...state.history, state.active] : state.history });
-}
-
-/** Goes back to the previously active model; returns its id. */
-export async function rollback(): Promise<string> {
-  const state = readActiveState();
-  const previous = state.history.at(-1);
-  if (!previous) throw new ModelError('no_rollback', 'There is no earlier model to roll back to.');
-  await loadModel(previous);
-  await writeState({ active: previous, history: state.history.slice(0, -1) });
-  return previous;
-}
-
 function validationLoss(head: Head): number {
   const v = (head.file.meta?.metrics as { valLoss?: unknown } | undefined)?.valLoss;
   return typeof v === 'number' ? v : Infinity;
 }
 
-/** Makes `id` the active model if its validation log loss beats the active one's (or `force`). */
-export async function promote(id: string, options: { force?: boolean } = {}): Promise<{ promoted: boolean; reason: string }> {
-  const candLoss = validationLoss(await loadModel(id));
-  const { active } = readActiveState();
-  if (active && active !== id && !options.force) {
-    const curLoss = validationLoss(await loadModel(active));
-    if (!(candLoss < curLoss)) {
-      return {
-        promoted: false,
-        reason: `validation log loss ${candLoss.toFixed(4)} does not beat the active model ${active} (${curLoss.toFixed(4)}); use --force to promote anyway`,
-      };
-    }
-  }
-  await useModel(id);
-  return { promoted: true, reason: active ? `replaces ${active}` : 'first active model' };
-}
-
-/**
- * Deletes a stored model that is neither active nor in the rollback history (a discarded
- * candidate). Throws a ModelError otherwise.
- */
-export async function removeModel(id: string): Promise<void> {
-  await loadModel(id);
-  const state = readActiveState();
-  if (state.active === id) throw new ModelError('model_active', `Model ${id} is the active model; it cannot be removed.`);
-  if (state.history.includes(id)) throw new ModelError('model_in_history', `Model ${id} is in the rollback history; it cannot be removed.`);
-  await rm(join(registryDir(), id), { recursive: true, force: true });
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, text);
+  await rename(tmp, path);
 }

@@ -1,9 +1,6 @@
 /** Names of the three ImageNet backbones, as used in configuration, metadata and answers. */
 export type BackboneName = 'resnet50' | 'inception_v3' | 'xception';
 
-/** Keras `preprocess_input` modes. caffe: RGB->BGR minus ImageNet means; tf: x/127.5-1. */
-export type PreprocessMode = 'caffe' | 'tf';
-
 export interface ImagenetGuess {
   /** ImageNet class index 0..999. */
   index: number;

@@ -12,7 +12,7 @@ import { dirname } from 'node:path';
 import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
 import type { StoreConfig } from '../config.ts';
-import type { JobRecord } from '../jobs/types.ts';
+import type { JobRecord, JobRepository } from '../jobs/types.ts';
 
 export type AnswerStyle = 'reply' | 'react';
 
@@ -152,7 +152,7 @@ export class CooldownRepo {
  * Job records (src/jobs): `job:<id>` per record, ids handed out from a counter, and the list of
  * recent ids (oldest first, at most KEEP_JOBS: older records are deleted).
  */
-export class JobRepo {
+export class JobRepo implements JobRepository {
   static readonly KEEP_JOBS = 100;
 
   constructor(

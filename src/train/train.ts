@@ -12,7 +12,7 @@ import { basename, join } from 'node:path';
 import { CatdogError } from '../errors.ts';
 import type { Classifier } from '../model/classifier.ts';
 import { HEAD_FORMAT, type HeadFile } from '../model/head.ts';
-import { addModel } from '../model/registry.ts';
+import type { Registry } from '../model/registry.ts';
 import { lineChartPng, sideBySidePng } from '../report/curves.ts';
 import { RESIZE_KERNEL } from '../vision/preprocess.ts';
 import { findOutliers, readOutlierKeys, writeOutlierReport, DEFAULT_CLEAN_TOP_K } from './clean.ts';
@@ -32,6 +32,8 @@ export interface TrainProgress {
 export interface TrainOptions {
   sources: string[];
   classifier: Classifier;
+  /** Where the trained head is stored (not made active). */
+  registry: Registry;
   /** Feature cache folder. */
   cacheDir: string;
   /** Where reports (outliers.csv, curves PNG) go. */
@@ -183,7 +185,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         history: chosen.fitted.history,
       },
     };
-    const modelId = await addModel(head);
+    const modelId = await o.registry.addModel(head);
     return {
       modelId,
       head: { ...head, meta: { ...head.meta, id: modelId } },

@@ -8,8 +8,10 @@
  * The same functions produce the training features and serve inference, so the two always agree.
  */
 import sharp, { type KernelEnum } from 'sharp';
-import type { PreprocessMode } from '../model/types.ts';
 import type { DecodedImage } from './decode.ts';
+
+/** Keras `preprocess_input` modes. caffe: RGB->BGR minus ImageNet means; tf: x/127.5-1. */
+export type PreprocessMode = 'caffe' | 'tf';
 
 export interface InputSpec {
   /** Square input side in pixels: 224 (ResNet50) or 299 (InceptionV3, Xception). */

@@ -20,7 +20,8 @@ import { MessageFlags, PermissionFlagsBits } from 'discord.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { main, type App } from '../../src/main.ts';
 import { Classifier, headId } from '../../src/model/classifier.ts';
-import { listModels, readActiveState } from '../../src/model/registry.ts';
+import { Registry } from '../../src/model/registry.ts';
+import { modelSettings, type ModelSettings } from '../../src/model/settings.ts';
 import { DEFAULT_PERMISSIONS, FakeDiscord, makeUser, type RecordedRequest, fakeDiscordEnv } from '../helpers/fake-discord.ts';
 import { requireShared, repoRoot } from '../helpers/shared.ts';
 import { copyPhotos, temporaryModelsDir, trainingNames } from '../helpers/training-photos.ts';
@@ -42,8 +43,9 @@ let app: App | null = null;
 let root: string;
 let trainDir: string;
 const logs: string[] = [];
-let previousModelsDir: string | undefined;
-let previousRegistryDir: string | undefined;
+/** A temporary models folder (the repository's weights and graphs linked in, an empty registry). */
+let model: ModelSettings;
+let registry: Registry;
 
 function env(dataDir: string): Record<string, string> {
   return {
@@ -54,11 +56,13 @@ function env(dataDir: string): Record<string, string> {
     TRAIN_DATA: trainDir,
     TEST_DATA: join(root, 'test'),
     TEST_LABELS: testLabels!,
+    CATDOG_MODELS_DIR: model.modelsDir,
+    CATDOG_REGISTRY_DIR: model.registryDir,
   };
 }
 
 async function startApp(dataDir: string): Promise<App> {
-  const classifier = await Classifier.load({ head: undefined });
+  const classifier = await Classifier.load({ model });
   return main({ env: env(dataDir), classifier, handleSignals: false, log: (l) => logs.push(l), jobProgressIntervalMs: PROGRESS_MS });
 }
 
@@ -97,12 +101,12 @@ async function retrainToTheEnd(): Promise<{ i: { id: string; token: string }; fi
  * one retrained and promoted here, so that a test needing an active model does not fail with it.
  */
 async function activeModel(): Promise<string> {
-  const active = readActiveState().active;
+  const active = registry.readActiveState().active;
   if (active) return active;
   const { i, final } = await retrainToTheEnd();
   const { i: press } = await pressAndWait(i, buttonIds(final)[0]!);
   await waitEdit(press.token, () => true, 'the promoted message');
-  return readActiveState().active!;
+  return registry.readActiveState().active!;
 }
 
 function modelIdOf(final: RecordedRequest): string {
@@ -119,10 +123,8 @@ async function pressAndWait(messageToken: { token: string }, customId: string, u
 beforeAll(async () => {
   if (!haveData) return;
   root = mkdtempSync(join(tmpdir(), 'catdog-admin-'));
-  previousModelsDir = process.env.CATDOG_MODELS_DIR;
-  previousRegistryDir = process.env.CATDOG_REGISTRY_DIR;
-  process.env.CATDOG_MODELS_DIR = temporaryModelsDir(root);
-  process.env.CATDOG_REGISTRY_DIR = join(process.env.CATDOG_MODELS_DIR, 'registry');
+  model = modelSettings({ modelsDir: temporaryModelsDir(root) });
+  registry = new Registry(model.registryDir);
   trainDir = join(root, 'train');
   expect(await copyPhotos(trainZip!, trainDir, trainingNames(0, 20))).toBe(40);
   // Ten test photos; test_labels.csv has a row for each of Kaggle's test ids.
@@ -135,10 +137,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await app?.shutdown('test over');
   await fake?.close();
-  if (previousModelsDir === undefined) delete process.env.CATDOG_MODELS_DIR;
-  else process.env.CATDOG_MODELS_DIR = previousModelsDir;
-  if (previousRegistryDir === undefined) delete process.env.CATDOG_REGISTRY_DIR;
-  else process.env.CATDOG_REGISTRY_DIR = previousRegistryDir;
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
@@ -148,7 +146,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     const jobs = app?.services.admin?.jobs;
     const running = jobs?.current();
     if (!jobs || !running) return;
-    jobs.cancel(running.id, alice);
+    jobs.cancel(running.id, { id: alice.id, name: 'alice' });
     await expect.poll(() => jobs.current(), { timeout: 60_000 }).toBeNull();
   });
 
@@ -199,8 +197,8 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect(end.body.components).toEqual([]);
     const [record] = await app!.services.admin!.jobs.recent(1);
     expect(record).toMatchObject({ kind: 'retrain', status: 'cancelled', cancelledBy: { id: alice.id, name: 'alice' }, result: null });
-    expect(readActiveState().active).toBeNull();
-    expect(await listModels()).toEqual([]);
+    expect(registry.readActiveState().active).toBeNull();
+    expect(await registry.listModels()).toEqual([]);
     expect((app!.services.classifier.classifier as Classifier).activeHead).toBeNull();
   });
 
@@ -240,15 +238,15 @@ describe.skipIf(!haveData)('admin operations', () => {
     const jobId = (await app!.services.admin!.jobs.recent(1))[0]!.id;
     expect(buttonIds(final)).toEqual([`model-promote:${firstModel}:${jobId}`, `model-discard:${firstModel}:${jobId}`]);
     // Stored, not active.
-    expect((await listModels()).map((m) => m.id)).toEqual([firstModel]);
-    expect(readActiveState().active).toBeNull();
+    expect((await registry.listModels()).map((m) => m.id)).toEqual([firstModel]);
+    expect(registry.readActiveState().active).toBeNull();
 
     const { i: press } = await pressAndWait(i, buttonIds(final)[0]!);
     expect((await immediateReply(press)).type).toBe(6);
     const promoted = await waitEdit(press.token, () => true, 'the promoted message');
     expect(promoted.body.embeds[0].description).toMatch(new RegExp(`^🚀 \\*\\*Promoted\\*\\* by alice: \`${firstModel}\` is now the active model`));
     expect(promoted.body.components).toEqual([]);
-    expect(readActiveState().active).toBe(firstModel);
+    expect(registry.readActiveState().active).toBe(firstModel);
     const live = (app!.services.classifier.classifier as Classifier).activeHead;
     expect(live && headId(live)).toBe(firstModel);
     const [record] = await app!.services.admin!.jobs.recent(1);
@@ -265,7 +263,7 @@ describe.skipIf(!haveData)('admin operations', () => {
 
   it('discard: the candidate is deleted, the active model stays; the comparison shows the active model', async () => {
     const firstModel = await activeModel();
-    const modelsBefore = (await listModels()).map((m) => m.id);
+    const modelsBefore = (await registry.listModels()).map((m) => m.id);
     const { i, final } = await retrainToTheEnd();
     const fields = final.body.embeds[0].fields;
     expect(fields[1].name).toBe(`Active model \`${firstModel}\``);
@@ -279,8 +277,8 @@ describe.skipIf(!haveData)('admin operations', () => {
     const { i: press } = await pressAndWait(i, discardId, carol);
     const done = await waitEdit(press.token, () => true, 'the discarded message');
     expect(done.body.embeds[0].description).toBe(`🗑️ **Discarded** by carol: model \`${candidate}\` deleted; the active model is unchanged.`);
-    expect((await listModels()).map((m) => m.id)).toEqual(modelsBefore);
-    expect(readActiveState().active).toBe(firstModel);
+    expect((await registry.listModels()).map((m) => m.id)).toEqual(modelsBefore);
+    expect(registry.readActiveState().active).toBe(firstModel);
   });
 
   it('/score: submission.csv, log loss, accuracy, the confusion matrix and the worst errors', async () => {
@@ -303,12 +301,12 @@ describe.skipIf(!haveData)('admin operations', () => {
 
   it('/model show, list and rollback (the live head goes back too); /jobs tells who ran what and how it ended', async () => {
     const firstModel = await activeModel();
-    const modelsBefore = (await listModels()).length;
+    const modelsBefore = (await registry.listModels()).length;
     const { i, final } = await retrainToTheEnd();
     const second = modelIdOf(final);
     const { i: press } = await pressAndWait(i, buttonIds(final)[0]!);
     await waitEdit(press.token, () => true, 'the promoted message');
-    expect(readActiveState().active).toBe(second);
+    expect(registry.readActiveState().active).toBe(second);
 
     const show = fake.slashCommand('model', { user: alice, options: [{ name: 'show', type: 1, options: [] }] });
     const shown = (await fake.originalEdit(show)).body.embeds[0];
@@ -326,7 +324,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     const rb = fake.slashCommand('model', { user: alice, options: [{ name: 'rollback', type: 1, options: [] }] });
     const rolled = (await fake.originalEdit(rb)).body.embeds[0];
     expect(rolled.description).toMatch(new RegExp(`^\`${firstModel}\` is the active model again \\(instead of \`${second}\`\\)`));
-    expect(readActiveState().active).toBe(firstModel);
+    expect(registry.readActiveState().active).toBe(firstModel);
     expect(headId((app!.services.classifier.classifier as Classifier).activeHead!)).toBe(firstModel);
     await expect.poll(() => logs.some((l) => l.includes(`rolled back from ${second} to ${firstModel}`))).toBe(true);
 
@@ -343,9 +341,9 @@ describe.skipIf(!haveData)('admin operations', () => {
   it('restart in the middle of a job: killed with SIGKILL, the job shows as interrupted, Resume completes it; the active model is untouched', async () => {
     await app!.shutdown('restart test');
     app = null;
-    const activeBefore = readActiveState();
+    const activeBefore = registry.readActiveState();
     const dataDir = join(root, 'data-restart'); // an empty feature cache: the job has work to do
-    const child = spawnMain({ ...env(dataDir), CATDOG_MODELS_DIR: process.env.CATDOG_MODELS_DIR!, CATDOG_REGISTRY_DIR: process.env.CATDOG_REGISTRY_DIR!, CATDOG_TEST_PROGRESS_MS: '300' });
+    const child = spawnMain({ ...env(dataDir), CATDOG_TEST_PROGRESS_MS: '300' });
     try {
       await child.line(/catdog is ready/, 60_000);
       const i = fake.slashCommand('retrain', { user: alice });
@@ -355,7 +353,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     } finally {
       if (child.proc.exitCode === null) child.proc.kill('SIGKILL');
     }
-    expect(readActiveState()).toEqual(activeBefore);
+    expect(registry.readActiveState()).toEqual(activeBefore);
 
     app = await startApp(dataDir);
     expect(logs.some((l) => /admin: 1 job\(s\) interrupted by the last stop/.test(l))).toBe(true);
@@ -377,7 +375,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     const resumedProgress = editsOf(press.token).map((r) => r.body.embeds[0].description as string).find((d) => /from the cache/.test(d));
     expect(resumedProgress).toMatch(/\((\d+) from the cache\)/);
     // Training added a model but changed nothing that is active.
-    expect(readActiveState()).toEqual(activeBefore);
+    expect(registry.readActiveState()).toEqual(activeBefore);
   });
 });
 

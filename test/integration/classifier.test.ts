@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageTooLarge, ModelError, UnsupportedImage } from '../../src/errors.ts';
 import { Classifier } from '../../src/model/classifier.ts';
 import { HEAD_FORMAT, Head } from '../../src/model/head.ts';
-import { activeHeadPath } from '../../src/model/registry.ts';
+import { Registry } from '../../src/model/registry.ts';
+import { modelSettings } from '../../src/model/settings.ts';
 import { openDataset, readLabelsCsv } from '../../src/train/dataset.ts';
 import { repoRoot, requireShared } from '../helpers/shared.ts';
 
@@ -28,7 +29,7 @@ afterAll(async () => {
 
 describe('classifier', () => {
   it('has an active committed model and says which backbones are active', () => {
-    expect(activeHeadPath()).not.toBeNull();
+    expect(new Registry(modelSettings().registryDir).activeHeadPath()).not.toBeNull();
     const info = classifier.info();
     expect(info.backbones).toEqual(['resnet50']);
     expect(info.model).toMatch(/^m-/);

@@ -14,6 +14,7 @@ import { GatewayIntentBits } from 'discord.js';
 import { botIntents } from '../../src/bot/client.ts';
 import { downloadImage } from '../../src/bot/download.ts';
 import { loadConfig, type StoreConfig } from '../../src/config.ts';
+import { modelSettings } from '../../src/model/settings.ts';
 import { Busy, ConfigError, DownloadFailed, HostNotAllowed, ImageTooLarge, ShuttingDown } from '../../src/errors.ts';
 import { ClassifyQueue, WorkGate } from '../../src/queue.ts';
 import { Store } from '../../src/store/index.ts';
@@ -72,6 +73,46 @@ describe('config', () => {
     expect(c.queue.size).toBe(5);
     expect(c.admins).toEqual({ userIds: ['123456789012345678', '223456789012345678'], roleIds: [] });
     expect(c.data).toEqual({ train: ['/srv/catdog/data/train.zip', '/abs/train-200px.zip'], test: '/abs/test.zip', testLabels: '/srv/catdog/labels.csv' });
+  });
+
+  it('reads the model section with the same reader: defaults, every variable, and wrong values among the others', () => {
+    expect(loadConfig({}, '/srv/catdog').model).toEqual(modelSettings());
+    const m = loadConfig(
+      {
+        CATDOG_BACKBONES: 'resnet50, xception',
+        CATDOG_WEIGHTS_XCEPTION: 'generated:7',
+        CATDOG_HEAD: 'heads/h.json',
+        CATDOG_THREADS: '3',
+        CATDOG_SPIN: '1',
+        CATDOG_ARENA: '0',
+        CATDOG_MODELS_DIR: 'm',
+        KERAS_WEIGHTS_BASE_URL: 'http://127.0.0.1:8000/keras/',
+      },
+      '/srv/catdog',
+    ).model;
+    expect(m).toEqual({
+      backbones: ['resnet50', 'xception'],
+      weights: { xception: 'generated:7' },
+      head: '/srv/catdog/heads/h.json',
+      threads: 3,
+      spin: true,
+      arena: false,
+      modelsDir: '/srv/catdog/m',
+      registryDir: '/srv/catdog/m/registry',
+      kerasWeightsBaseUrl: 'http://127.0.0.1:8000/keras',
+    });
+    expect(loadConfig({ CATDOG_MODELS_DIR: '/m', CATDOG_REGISTRY_DIR: 'r' }, '/srv').model.registryDir).toBe('/srv/r');
+    let err: unknown;
+    try {
+      loadConfig({ CATDOG_BACKBONES: 'resnet50,mobilenet', CATDOG_THREADS: 'many', PORT: 'x' });
+    } catch (e) {
+      err = e;
+    }
+    expect((err as ConfigError).problems).toEqual([
+      'PORT must be a TCP port (a whole number from 0 to 65535), got "x".',
+      'CATDOG_BACKBONES must be a comma-separated list of backbones among resnet50, inception_v3, xception; unknown: "mobilenet".',
+      'CATDOG_THREADS must be a number of threads (a whole number from 1 to 256), got "many".',
+    ]);
   });
 
   it('reports every wrong value at once, one sentence each', () => {

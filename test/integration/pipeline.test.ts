@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Classifier } from '../../src/model/classifier.ts';
-import { listModels, promote, readActiveState } from '../../src/model/registry.ts';
+import { Registry } from '../../src/model/registry.ts';
+import { modelSettings } from '../../src/model/settings.ts';
 import { openDataset } from '../../src/train/dataset.ts';
 import { extractFeatures } from '../../src/train/features.ts';
 import { score } from '../../src/train/score.ts';
@@ -19,15 +20,14 @@ import { repoRoot, requireShared } from '../helpers/shared.ts';
 const work = mkdtempSync(join(tmpdir(), 'catdog-pipeline-'));
 const trainDir = join(work, 'slice', 'train');
 const testDir = join(work, 'testset', 'test');
-const savedEnv = { registry: process.env.CATDOG_REGISTRY_DIR, data: process.env.DATA_DIR };
+const model = modelSettings({ registryDir: join(work, 'registry') });
+const registry = new Registry(model.registryDir);
 let classifier: Classifier | null = null;
 let ready = false;
 
 beforeAll(async () => {
   const zip = requireShared('data', 'dogs-vs-cats', 'train-200px.zip');
   if (!zip) return;
-  process.env.CATDOG_REGISTRY_DIR = join(work, 'registry');
-  process.env.DATA_DIR = join(work, 'data');
   mkdirSync(trainDir, { recursive: true });
   mkdirSync(testDir, { recursive: true });
   const ds = await openDataset(zip);
@@ -45,19 +45,12 @@ beforeAll(async () => {
   await ds.close();
   // One unreadable photo: reported and skipped, never fatal.
   writeFileSync(join(trainDir, 'cat.99999.jpg'), 'this is not a jpeg');
-  classifier = await Classifier.load({ head: null });
+  classifier = await Classifier.load({ model, head: null });
   ready = true;
 });
 
 afterAll(async () => {
   await classifier?.close();
-  for (const [k, v] of [
-    ['CATDOG_REGISTRY_DIR', savedEnv.registry],
-    ['DATA_DIR', savedEnv.data],
-  ] as const) {
-    if (v === undefined) delete process.env[k];
-    else process.env[k] = v;
-  }
 });
 
 describe('feature extraction', () => {
@@ -123,6 +116,7 @@ describe('training, promotion and scoring', () => {
     const r = await train({
       sources: [join(work, 'slice')],
       classifier: classifier!,
+      registry,
       cacheDir: join(work, 'cache-train'),
       outDir: join(work, 'reports'),
       recipe: 'auto',
@@ -138,11 +132,11 @@ describe('training, promotion and scoring', () => {
     expect(r.head.meta).toMatchObject({ sources: ['slice'], params: expect.any(Object), metrics: expect.any(Object) });
     expect(statSync(r.curvesPng).size).toBeGreaterThan(1000);
     expect(readFileSync(r.outliersCsv, 'utf8').split('\n')[0]).toBe('file,label,top');
-    expect(readActiveState().active).toBeNull();
-    expect((await listModels()).map((m) => m.id)).toEqual([r.modelId]);
+    expect(registry.readActiveState().active).toBeNull();
+    expect((await registry.listModels()).map((m) => m.id)).toEqual([r.modelId]);
 
-    expect((await promote(r.modelId)).promoted).toBe(true);
-    const scorer = await Classifier.load({});
+    expect((await registry.promote(r.modelId)).promoted).toBe(true);
+    const scorer = await Classifier.load({ model });
     try {
       const out = join(work, 'submission.csv');
       const s = await score({ source: join(work, 'testset'), classifier: scorer, cacheDir: join(work, 'cache-train'), out, labels: join(work, 'testset', 'labels.csv') });

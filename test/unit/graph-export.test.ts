@@ -57,6 +57,7 @@ function tinyDefinition(): BackboneDefinition {
     inputSize: 6,
     preprocess: 'tf',
     features: 4,
+    arena: false,
     build: () => {
       const g = new LayerGraph('tiny', 6);
       let x = g.input();

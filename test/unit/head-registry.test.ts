@@ -1,10 +1,10 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ModelError } from '../../src/errors.ts';
 import { HEAD_FORMAT, Head, loadHead, type HeadFile } from '../../src/model/head.ts';
-import { addModel, activeHeadPath, listModels, promote, readActiveState, rollback, useModel } from '../../src/model/registry.ts';
+import { Registry } from '../../src/model/registry.ts';
 
 function headFile(valLoss: number, bias = 0): HeadFile {
   const kernel = Array.from({ length: 2048 }, (_, i) => (i === 0 ? 1 : 0));
@@ -40,52 +40,41 @@ describe('head', () => {
 });
 
 describe('model registry', () => {
-  let saved: string | undefined;
+  let registry: Registry;
   beforeEach(() => {
-    saved = process.env.CATDOG_MODELS_DIR;
-    process.env.CATDOG_MODELS_DIR = mkdtempSync(join(tmpdir(), 'catdog-models-'));
-  });
-  afterEach(() => {
-    if (saved === undefined) delete process.env.CATDOG_MODELS_DIR;
-    else process.env.CATDOG_MODELS_DIR = saved;
+    registry = new Registry(join(mkdtempSync(join(tmpdir(), 'catdog-models-')), 'registry'));
   });
 
   it('promotes only a better model unless forced, and rolls back', async () => {
-    expect(activeHeadPath()).toBeNull();
-    const a = await addModel(headFile(0.05), 'm-a');
-    const b = await addModel(headFile(0.08), 'm-b');
-    const c = await addModel(headFile(0.03), 'm-c');
-    expect((await promote(a)).promoted).toBe(true);
-    const worse = await promote(b);
+    expect(registry.activeHeadPath()).toBeNull();
+    const a = await registry.addModel(headFile(0.05), 'm-a');
+    const b = await registry.addModel(headFile(0.08), 'm-b');
+    const c = await registry.addModel(headFile(0.03), 'm-c');
+    expect((await registry.promote(a)).promoted).toBe(true);
+    const worse = await registry.promote(b);
     expect(worse.promoted).toBe(false);
     expect(worse.reason).toMatch(/does not beat/);
-    expect(readActiveState().active).toBe('m-a');
-    expect((await promote(c)).promoted).toBe(true);
-    expect((await promote(b, { force: true })).promoted).toBe(true);
-    expect(readActiveState()).toEqual({ active: 'm-b', history: ['m-a', 'm-c'] });
-    expect(await rollback()).toBe('m-c');
-    expect(await rollback()).toBe('m-a');
-    await expect(rollback()).rejects.toThrow(/no earlier model/);
-    expect((await listModels()).map((m) => [m.id, m.active])).toEqual([
+    expect(registry.readActiveState().active).toBe('m-a');
+    expect((await registry.promote(c)).promoted).toBe(true);
+    expect((await registry.promote(b, { force: true })).promoted).toBe(true);
+    expect(registry.readActiveState()).toEqual({ active: 'm-b', history: ['m-a', 'm-c'] });
+    expect(await registry.rollback()).toBe('m-c');
+    expect(await registry.rollback()).toBe('m-a');
+    await expect(registry.rollback()).rejects.toThrow(/no earlier model/);
+    expect((await registry.listModels()).map((m) => [m.id, m.active])).toEqual([
       ['m-a', true],
       ['m-b', false],
       ['m-c', false],
     ]);
-    await expect(useModel('m-zzz')).rejects.toThrow(/No model m-zzz/);
+    await expect(registry.useModel('m-zzz')).rejects.toThrow(/No model m-zzz/);
   });
 });
 
 describe('model ids', () => {
   it('stay unique when two models are stored in the same instant', async () => {
-    const saved = process.env.CATDOG_REGISTRY_DIR;
-    process.env.CATDOG_REGISTRY_DIR = mkdtempSync(join(tmpdir(), 'catdog-ids-'));
-    try {
-      const ids = await Promise.all([0, 1, 2].map(() => addModel(headFile(0.1))));
-      expect(new Set(ids).size).toBe(3);
-      for (const id of ids) expect(id).toMatch(/^m-\d{8}T\d{6}\.\d{3}Z(-\d+)?$/);
-    } finally {
-      if (saved === undefined) delete process.env.CATDOG_REGISTRY_DIR;
-      else process.env.CATDOG_REGISTRY_DIR = saved;
-    }
+    const registry = new Registry(mkdtempSync(join(tmpdir(), 'catdog-ids-')));
+    const ids = await Promise.all([0, 1, 2].map(() => registry.addModel(headFile(0.1))));
+    expect(new Set(ids).size).toBe(3);
+    for (const id of ids) expect(id).toMatch(/^m-\d{8}T\d{6}\.\d{3}Z(-\d+)?$/);
   });
 });

@@ -19,9 +19,11 @@ import {
   KERAS_APPLICATIONS_URL,
   KERAS_WEIGHTS,
   kerasWeightsUrl,
-  weightsCommand,
   type KerasWeightsEntry,
 } from '../../src/model/weights/download.ts';
+import { progressPrinter } from '../../src/cli/progress.ts';
+import { loadConfig } from '../../src/config.ts';
+import { weightsCommand } from '../../scripts/weights.ts';
 
 const BODY = randomBytes(3 * 1024 * 1024 + 123);
 const MD5 = createHash('md5').update(BODY).digest('hex');
@@ -179,19 +181,12 @@ describe('downloadVerified', () => {
   });
 
   it('progress: a redrawn line with percent and MB/s on a TTY, plain lines otherwise', async () => {
-    const savedCI = process.env.CI;
-    delete process.env.CI; // progressPrinter treats CI as "not a terminal"
-    try {
-      const tty = sink(true);
-      await downloadVerified(`${base}/files/p.h5`, MD5, join(freshDir(), 'p.h5'), { log: () => {}, progress: tty });
-      expect(tty.text()).toContain('\r');
-      expect(tty.text()).toMatch(/p\.h5: 100% 3\.0\/3\.0 MB [\d.]+ MB\/s\n$/);
-    } finally {
-      if (savedCI === undefined) delete process.env.CI;
-      else process.env.CI = savedCI;
-    }
+    const tty = sink(true);
+    await downloadVerified(`${base}/files/p.h5`, MD5, join(freshDir(), 'p.h5'), { log: () => {}, progress: progressPrinter(tty, { ci: false }) });
+    expect(tty.text()).toContain('\r');
+    expect(tty.text()).toMatch(/p\.h5: 100% 3\.0\/3\.0 MB [\d.]+ MB\/s\n$/);
     const plain = sink(false);
-    await downloadVerified(`${base}/files/p.h5`, MD5, join(freshDir(), 'p.h5'), { log: () => {}, progress: plain });
+    await downloadVerified(`${base}/files/p.h5`, MD5, join(freshDir(), 'p.h5'), { log: () => {}, progress: progressPrinter(plain) });
     expect(plain.text()).not.toContain('\r');
     expect(plain.text().trimEnd().split('\n').at(-1)).toMatch(/^p\.h5: 100% 3\.0\/3\.0 MB [\d.]+ MB\/s$/);
   });
@@ -248,17 +243,11 @@ describe('ensureKerasWeights', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
-  it('KERAS_WEIGHTS_BASE_URL is used when no baseUrl is given', async () => {
-    const saved = process.env.KERAS_WEIGHTS_BASE_URL;
-    process.env.KERAS_WEIGHTS_BASE_URL = `${base}/mirror/`;
-    try {
-      const before = hits.length;
-      await ensureKerasWeights('resnet50', { ...quiet, dir: freshDir() }).catch(() => {});
-      expect(hits.slice(before)).toEqual([`/mirror/resnet/${KERAS_WEIGHTS.resnet50.file}`]);
-    } finally {
-      if (saved === undefined) delete process.env.KERAS_WEIGHTS_BASE_URL;
-      else process.env.KERAS_WEIGHTS_BASE_URL = saved;
-    }
+  it('KERAS_WEIGHTS_BASE_URL is used when no --base-url is given', async () => {
+    const baseUrl = loadConfig({ KERAS_WEIGHTS_BASE_URL: `${base}/mirror/` }).model.kerasWeightsBaseUrl ?? undefined;
+    const before = hits.length;
+    await weightsCommand(['--only', 'resnet50', '--dir', freshDir()], { stdout: sink(false), stderr: sink(false), baseUrl });
+    expect(hits.slice(before)).toEqual([`/mirror/resnet/${KERAS_WEIGHTS.resnet50.file}`]);
   });
 });
 

@@ -98,6 +98,7 @@ export function buildInceptionV3(options: { top?: boolean } = {}): LayerGraph {
 export const inceptionV3: BackboneDefinition = {
   name: 'inception_v3',
   title: 'InceptionV3',
+  arena: false,
   inputSize: 299,
   preprocess: 'tf',
   features: 2048,

@@ -75,6 +75,7 @@ export function legacyResnetName(name: string): string | null {
 export const resnet50: BackboneDefinition = {
   name: 'resnet50',
   title: 'ResNet50',
+  arena: false,
   inputSize: 224,
   preprocess: 'caffe',
   features: 2048,

@@ -60,6 +60,7 @@ export function buildXception(options: { top?: boolean } = {}): LayerGraph {
 export const xception: BackboneDefinition = {
   name: 'xception',
   title: 'Xception',
+  arena: true,
   inputSize: 299,
   preprocess: 'tf',
   features: 2048,

@@ -7,7 +7,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { modelsDir } from '../../paths.ts';
+import { DEFAULT_MODELS_DIR } from '../../paths.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
 import { bindWeights } from '../weights/bind.ts';
 import { readWeights, resolveWeights, type ResolvedWeights } from '../weights/sources.ts';
@@ -18,9 +18,13 @@ export const EXPORT_VERSION = 1;
 
 export interface RuntimeOptions {
   /** Threads per ONNX Runtime session (CATDOG_THREADS; default: the machine's cores, at most 4). */
-  threads?: number;
+  threads?: number | null;
   /** Let idle worker threads spin for work (CATDOG_SPIN=1). Off by default: it steals CPU from a job sharing the cores. */
   spin?: boolean;
+  /** The memory arena for every backbone (CATDOG_ARENA); default: each backbone's own choice (useArena). */
+  arena?: boolean | null;
+  /** Where the ONNX graphs (and weights) live (CATDOG_MODELS_DIR). */
+  modelsDir?: string;
 }
 
 export interface BackboneInfo {
@@ -44,8 +48,6 @@ export interface LoadedBackbone {
 }
 
 export function defaultThreads(): number {
-  const env = Number(process.env.CATDOG_THREADS);
-  if (Number.isInteger(env) && env > 0) return env;
   return Math.max(1, Math.min(4, cpus().length));
 }
 
@@ -55,21 +57,19 @@ export function defaultThreads(): number {
  * without; ResNet50 and InceptionV3 run at the same speed either way, and without it their memory
  * does not grow for good after a batch. CATDOG_ARENA=1 or 0 forces it for all.
  */
-export function useArena(backbone?: string): boolean {
-  if (process.env.CATDOG_ARENA === '1') return true;
-  if (process.env.CATDOG_ARENA === '0') return false;
-  return backbone === 'xception';
+export function useArena(backbone?: BackboneDefinition, forced: boolean | null = null): boolean {
+  return forced ?? backbone?.arena ?? false;
 }
 
-export function sessionOptions(o: RuntimeOptions = {}, backbone?: string): ort.InferenceSession.SessionOptions {
-  const spin = o.spin ?? process.env.CATDOG_SPIN === '1';
+export function sessionOptions(o: RuntimeOptions = {}, backbone?: BackboneDefinition): ort.InferenceSession.SessionOptions {
+  const spin = o.spin ?? false;
   return {
     executionProviders: ['cpu'],
     graphOptimizationLevel: 'all',
     intraOpNumThreads: o.threads ?? defaultThreads(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
-    enableCpuMemArena: useArena(backbone),
+    enableCpuMemArena: useArena(backbone, o.arena ?? null),
     extra: { session: { intra_op: { allow_spinning: spin ? '1' : '0' } } },
   };
 }
@@ -86,8 +86,9 @@ export async function ensureOnnx(
   definition: BackboneDefinition,
   resolved: ResolvedWeights,
   log?: (line: string) => void,
+  modelsDir = DEFAULT_MODELS_DIR,
 ): Promise<{ path: string; sidecar: Sidecar; buildMs: number }> {
-  const dir = join(modelsDir(), 'onnx');
+  const dir = join(modelsDir, 'onnx');
   const base = join(dir, `${definition.name}-${resolved.cacheKey}-v${EXPORT_VERSION}`);
   const onnxPath = `${base}.onnx`;
   const sidecarPath = `${base}.json`;
@@ -96,7 +97,7 @@ export async function ensureOnnx(
     if (sidecar.exportVersion === EXPORT_VERSION) return { path: onnxPath, sidecar, buildMs: 0 };
   }
   const t0 = performance.now();
-  const source = await readWeights(definition, resolved, log);
+  const source = await readWeights(definition, resolved, log, modelsDir);
   const bound = bindWeights(definition, source);
   const bytes = exportOnnx(bound);
   await mkdir(dir, { recursive: true });
@@ -117,10 +118,10 @@ export async function loadBackbone(
   spec?: string,
   options: RuntimeOptions & { log?: (line: string) => void } = {},
 ): Promise<LoadedBackbone> {
-  const resolved = resolveWeights(definition, spec);
-  const { path, sidecar, buildMs } = await ensureOnnx(definition, resolved, options.log);
+  const resolved = resolveWeights(definition, spec, options.modelsDir);
+  const { path, sidecar, buildMs } = await ensureOnnx(definition, resolved, options.log, options.modelsDir);
   const t0 = performance.now();
-  const session = await ort.InferenceSession.create(path, sessionOptions(options, definition.name));
+  const session = await ort.InferenceSession.create(path, sessionOptions(options, definition));
   const loadMs = performance.now() - t0;
   return {
     definition,

