@@ -17,7 +17,7 @@ import * as ort from 'onnxruntime-node';
 import { BACKBONES } from '../src/model/backbones/index.ts';
 import { ensureOnnx, loadBackbone, runBackbone, type LoadedBackbone } from '../src/model/onnx/session.ts';
 import type { BackboneName } from '../src/model/types.ts';
-import { resolveWeights, DEFAULT_WEIGHTS } from '../src/model/weights/sources.ts';
+import { resolveWeights } from '../src/model/weights/sources.ts';
 import { decodeImage } from '../src/vision/decode.ts';
 import { resizeRGB, toTensorNCHW } from '../src/vision/preprocess.ts';
 import { loadConfig } from '../src/config.ts';
@@ -60,7 +60,7 @@ function randomInput(size: number, n: number): Float32Array {
 const model = loadConfig().model;
 
 function weightSpec(name: BackboneName): { spec: string; real: boolean } {
-  const spec = model.weights[name] ?? DEFAULT_WEIGHTS[name];
+  const spec = model.weights[name] ?? BACKBONES[name].defaultWeights;
   try {
     resolveWeights(BACKBONES[name], spec, model.modelsDir);
     return { spec, real: true };

@@ -7,14 +7,9 @@ import { describeError as describeErrorWords, ERROR_WORDS } from '../error-words
 import type { ModelView } from '../jobs/models.ts';
 import { JobBusy } from '../jobs/runner.ts';
 import type { JobRecord, JobStatus, RetrainSummary, ScoreSummary } from '../jobs/types.ts';
+import { BACKBONES } from '../model/backbones/index.ts';
 import type { BackboneName, Prediction } from '../model/types.ts';
 import { formatConfusion } from '../train/metrics.ts';
-
-const BACKBONE_TITLES: Record<BackboneName, string> = {
-  resnet50: 'ResNet50',
-  inception_v3: 'InceptionV3',
-  xception: 'Xception',
-};
 
 const COLOURS = { dog: 0xe67e22, cat: 0x9b59b6, neither: 0x95a5a6, error: 0xe74c3c } as const;
 
@@ -31,7 +26,7 @@ export function percent(p: number): string {
 }
 
 export function backboneList(backbones: readonly BackboneName[]): string {
-  return backbones.map((b) => BACKBONE_TITLES[b] ?? b).join(' + ') || 'none';
+  return backbones.map((b) => (Object.hasOwn(BACKBONES, b) ? BACKBONES[b].title : b)).join(' + ') || 'none';
 }
 
 export function seconds(ms: number): string {

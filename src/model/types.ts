@@ -1,5 +1,7 @@
-/** Names of the three ImageNet backbones, as used in configuration, metadata and answers. */
-export type BackboneName = 'resnet50' | 'inception_v3' | 'xception';
+import type { BACKBONES } from './backbones/index.ts';
+
+/** Names of the backbones (the keys of BACKBONES), as used in configuration, metadata and answers. */
+export type BackboneName = keyof typeof BACKBONES;
 
 export interface ImagenetGuess {
   /** ImageNet class index 0..999. */

@@ -2,7 +2,7 @@
  * On-disk cache of pooled backbone features, keyed by the photo's content hash, the view
  * (original or mirrored) and the backbone's weights identity.
  *
- * One append-only file per backbone+weights: records of [32-byte sha256][1-byte view][2048 x f32].
+ * One append-only file per backbone+weights: records of [32-byte sha256][1-byte view][dim x f32] (dim: the backbone's width, 2048 for the three ImageNet ones).
  * A record is written with a single write() call; a process killed mid-write leaves at most one
  * partial record at the end, which the next open cuts off. So an interrupted extraction leaves
  * the cache consistent, and a rerun computes only what is missing.
@@ -10,7 +10,6 @@
 import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const FEATURE_DIM = 2048;
 const HASH_BYTES = 32;
 
 export type View = 0 | 1; // 0 = the photo, 1 = its mirror image
@@ -24,7 +23,7 @@ export class FeatureCache {
 
   private constructor(
     readonly path: string,
-    /** Floats per record: 2048 for pooled features, 1000 for ImageNet probabilities. */
+    /** Floats per record: the backbone's `features` for pooled features, 1000 for ImageNet probabilities. */
     readonly dim: number,
   ) {
     this.recordBytes = HASH_BYTES + 1 + dim * 4;
@@ -41,7 +40,7 @@ export class FeatureCache {
   }
 
   /** Opens (or creates) the cache for one backbone's weights under `dir`. */
-  static open(dir: string, name: string, weightsId: string, dim = FEATURE_DIM): FeatureCache {
+  static open(dir: string, name: string, weightsId: string, dim: number): FeatureCache {
     mkdirSync(dir, { recursive: true });
     return new FeatureCache(join(dir, `${name}-${weightsId.slice(0, 16)}.f${dim}`), dim);
   }

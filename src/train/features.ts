@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { CatdogError } from '../errors.ts';
 import type { Classifier } from '../model/classifier.ts';
 import { fuseViews } from '../model/classifier.ts';
+import { BACKBONES, fusedWidth } from '../model/backbones/index.ts';
 import type { BackboneName } from '../model/types.ts';
 import type { DecodedImage } from '../vision/decode.ts';
 import { contentHash, type Sample } from './dataset.ts';
@@ -58,7 +59,7 @@ export interface FeatureStore {
 export function openFeatureStore(classifier: Classifier, cacheDir: string): FeatureStore {
   const info = classifier.info().backboneInfo;
   const caches = new Map<BackboneName, FeatureCache>();
-  for (const b of info) caches.set(b.name, FeatureCache.open(cacheDir, b.name, b.weightsId));
+  for (const b of info) caches.set(b.name, FeatureCache.open(cacheDir, b.name, b.weightsId, BACKBONES[b.name].features));
   const resnet = info.find((b) => b.name === 'resnet50' && b.hasTop);
   const imagenet = resnet ? FeatureCache.open(cacheDir, 'resnet50-imagenet', resnet.weightsId, 1000) : null;
   return {
@@ -160,7 +161,7 @@ export async function extractInto(store: FeatureStore, samples: Sample[], classi
 
 /** Fused features (mean over views when `flip`) and labels of extracted samples, from the cache. */
 export function trainingSet(store: FeatureStore, items: ExtractedSample[], flip: boolean): TrainingSet {
-  const d = 2048 * store.backbones.length;
+  const d = fusedWidth(store.backbones);
   const labelled = items.filter((i) => i.sample.label !== null);
   const x = new Float32Array(labelled.length * d);
   const y = new Uint8Array(labelled.length);

@@ -1,4 +1,5 @@
 /** The upload page: choose a photo, see how likely it is to show a dog. No external assets. */
+import { BACKBONES } from '../model/backbones/index.ts';
 
 export const PAGE_HTML = `<!doctype html>
 <html lang="en">
@@ -50,7 +51,7 @@ const bar = document.getElementById('bar');
 const fill = document.getElementById('bar-fill');
 const figure = document.getElementById('figure');
 const preview = document.getElementById('preview');
-const NAMES = { resnet50: 'ResNet50', inception_v3: 'InceptionV3', xception: 'Xception' };
+const NAMES = ${JSON.stringify(Object.fromEntries(Object.values(BACKBONES).map((b) => [b.name, b.title])))};
 const VERDICT = { dog: '🐶 Dog', cat: '🐱 Cat', neither: '🤷 Neither a cat nor a dog' };
 
 input.addEventListener('change', async () => {

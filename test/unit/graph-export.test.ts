@@ -6,7 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { BACKBONES } from '../../src/model/backbones/index.ts';
 import { legacyResnetName } from '../../src/model/backbones/resnet50.ts';
-import type { BackboneDefinition } from '../../src/model/backbones/types.ts';
+import { kerasNotopWeights, type BackboneDefinition } from '../../src/model/backbones/types.ts';
 import { convAxis, LayerGraph } from '../../src/model/graph.ts';
 import { batchNormAffine, exportOnnx } from '../../src/model/onnx/export.ts';
 import { bindWeights } from '../../src/model/weights/bind.ts';
@@ -58,6 +58,8 @@ function tinyDefinition(): BackboneDefinition {
     preprocess: 'tf',
     features: 4,
     arena: false,
+    kerasWeights: kerasNotopWeights('tiny', 'tiny', '0'.repeat(32)),
+    defaultWeights: 'generated',
     build: () => {
       const g = new LayerGraph('tiny', 6);
       let x = g.input();

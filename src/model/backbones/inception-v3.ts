@@ -5,7 +5,7 @@
  * weight files carry generated names (`conv2d_1`… or `conv2d_95`…): they are matched by order.
  */
 import { LayerGraph, type Padding } from '../graph.ts';
-import type { BackboneDefinition } from './types.ts';
+import { kerasNotopWeights, type BackboneDefinition } from './types.ts';
 
 export function buildInceptionV3(options: { top?: boolean } = {}): LayerGraph {
   const g = new LayerGraph('inception_v3', 299);
@@ -102,5 +102,7 @@ export const inceptionV3: BackboneDefinition = {
   inputSize: 299,
   preprocess: 'tf',
   features: 2048,
+  kerasWeights: kerasNotopWeights('inception_v3', 'inception_v3', 'bcbd6486424b2319ff4ef7d526e38f63'),
+  defaultWeights: 'keras',
   build: (o) => buildInceptionV3({ top: o?.top }),
 };

@@ -1,4 +1,7 @@
-import type { BackboneName } from '../types.ts';
+/**
+ * Every backbone catdog knows: one file per architecture (its graph, preprocessing, width, weights
+ * and runtime choices), one line here. Everything else reads them from BACKBONES.
+ */
 import { inceptionV3 } from './inception-v3.ts';
 import { resnet50 } from './resnet50.ts';
 import type { BackboneDefinition } from './types.ts';
@@ -6,15 +9,13 @@ import { xception } from './xception.ts';
 
 export type { BackboneDefinition } from './types.ts';
 
-export const BACKBONES: Record<BackboneName, BackboneDefinition> = {
+export const BACKBONES = {
   resnet50,
   inception_v3: inceptionV3,
   xception,
-};
+} satisfies Record<string, BackboneDefinition>;
 
-/** The Kaggle solution's fused order: ResNet50, Xception, InceptionV3. */
-export const SEED_ORDER: BackboneName[] = ['resnet50', 'xception', 'inception_v3'];
-
-export function isBackboneName(s: string): s is BackboneName {
-  return Object.hasOwn(BACKBONES, s);
+/** Width of the fused vector of `backbones` (their features, concatenated in that order). */
+export function fusedWidth(backbones: readonly (keyof typeof BACKBONES)[]): number {
+  return backbones.reduce((n, b) => n + BACKBONES[b].features, 0);
 }

