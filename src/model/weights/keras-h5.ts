@@ -1,5 +1,5 @@
 /**
- * Keras HDF5 weight files, read (and written, in Keras 2's layout) with h5wasm.
+ * Keras HDF5 weight files, read with h5wasm (the tests write them with test/helpers/keras-h5-writer.ts).
  *
  * Two layouts are read:
  *
@@ -65,7 +65,8 @@ let readyPromise: Promise<void> | null = null;
 type H5Module = Awaited<typeof h5wasm.ready>;
 let h5module: H5Module | null = null;
 
-async function ensureReady(): Promise<H5Module> {
+/** Shared with the test writer (test/helpers/keras-h5-writer.ts). */
+export async function ensureReady(): Promise<H5Module> {
   readyPromise ??= h5wasm.ready.then((m) => {
     h5module = m;
   });
@@ -78,7 +79,8 @@ async function ensureReady(): Promise<H5Module> {
  * library prints an error stack to stderr and carries on (a failed open returns id -1, a failed
  * dataset creation is silently skipped). The handler is global, so it is restored afterwards.
  */
-function withThrowingErrors<T>(m: H5Module, fn: () => T): T {
+/** Shared with the test writer (test/helpers/keras-h5-writer.ts). */
+export function withThrowingErrors<T>(m: H5Module, fn: () => T): T {
   m.activate_throwing_error_handler();
   try {
     return fn();
@@ -88,7 +90,8 @@ function withThrowingErrors<T>(m: H5Module, fn: () => T): T {
 }
 
 /** The gist of an HDF5 error stack (they run to dozens of lines): its last "minor:" line, else its first line. */
-function shortH5Error(err: unknown): string {
+/** Shared with the test writer (test/helpers/keras-h5-writer.ts). */
+export function shortH5Error(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
   const minor = lines.filter((l) => l.startsWith('minor:')).pop();
@@ -161,7 +164,8 @@ async function checkFileSignature(path: string): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Reading helpers
 
-function isGroup(e: unknown): e is H5Group {
+/** Shared with the test writer (test/helpers/keras-h5-writer.ts). */
+export function isGroup(e: unknown): e is H5Group {
   return e instanceof h5wasm.Group;
 }
 
@@ -451,127 +455,5 @@ export async function readKerasH5(pathOrBytes: string | Uint8Array): Promise<Ker
     });
   } finally {
     if (cleanup) await rm(cleanup, { recursive: true, force: true });
-  }
-}
-
-function utf8Length(s: string): number {
-  return Buffer.byteLength(s, 'utf8');
-}
-
-/**
- * Splits a list like numpy's `array_split(data, k)`: the first `n % k` parts get one extra item.
- */
-function arraySplit<T>(items: T[], k: number): T[][] {
-  const base = Math.floor(items.length / k);
-  const extra = items.length % k;
-  const out: T[][] = [];
-  let at = 0;
-  for (let i = 0; i < k; i++) {
-    const n = base + (i < extra ? 1 : 0);
-    out.push(items.slice(at, at + n));
-    at += n;
-  }
-  return out;
-}
-
-/**
- * Writes a name list the way Keras's `save_attributes_to_hdf5_group` does: fixed-length strings
- * (numpy `S<n>`, n = the longest name in bytes), split over `name0`, `name1`, … while any part is
- * over 64512 bytes.
- */
-function writeNameList(obj: H5Group, name: string, list: string[]): void {
-  const itemSize = Math.max(1, ...list.map(utf8Length));
-  if (itemSize > HDF5_OBJECT_HEADER_LIMIT) {
-    throw new ModelError('weights_write', `A name in ${name} is ${itemSize} bytes long, over the ${HDF5_OBJECT_HEADER_LIMIT}-byte HDF5 limit.`);
-  }
-  const ascii = list.every((s) => /^[\x00-\x7f]*$/.test(s));
-  const dtype = `${ascii ? 'A' : 'S'}${itemSize}`;
-  let k = 1;
-  while (arraySplit(list, k).some((c) => c.length * itemSize > HDF5_OBJECT_HEADER_LIMIT)) k++;
-  if (k === 1) {
-    obj.create_attribute(name, list, [list.length], dtype);
-    return;
-  }
-  arraySplit(list, k).forEach((chunk, i) => obj.create_attribute(`${name}${i}`, chunk, [chunk.length], dtype));
-}
-
-function writeEmptyNames(obj: H5Group, name: string): void {
-  obj.create_attribute(name, new Float64Array(0), [0], '<d'); // what Keras writes: np.asarray([])
-}
-
-/**
- * Writes layers in Keras 2's `save_weights` layout (see the module comment): root attributes
- * `layer_names` (fixed-length strings, split when long), `backend`, `keras_version`; one group per
- * layer with `weight_names`; each weight at `<layer>/<weight name>`, a `/` in the name making
- * intermediate groups. A layer with no weights is written as a weightless layer in its place;
- * `includeWeightless` names more weightless layers, listed first (like `input_1`). The file is
- * written next to `path` and renamed into place when complete.
- */
-export async function writeKerasH5(
-  path: string,
-  layers: LayerWeights[],
-  opts: { kerasVersion?: string; includeWeightless?: string[]; backend?: string } = {},
-): Promise<void> {
-  const all = [...(opts.includeWeightless ?? []).map((layer) => ({ layer, weights: [] as LayerWeights['weights'] })), ...layers];
-  const seen = new Set<string>();
-  for (const l of all) {
-    if (!l.layer || l.layer.includes('/') || l.layer === '.' || l.layer === '..') {
-      throw new ModelError('weights_write', `"${l.layer}" cannot be a Keras layer name (empty, or with "/").`);
-    }
-    if (seen.has(l.layer)) throw new ModelError('weights_write', `Layer "${l.layer}" appears twice; Keras layer names are unique.`);
-    seen.add(l.layer);
-    const wseen = new Set<string>();
-    for (const w of l.weights) {
-      const parts = w.name.split('/');
-      if (!w.name || parts.some((p) => p === '' || p === '.' || p === '..')) {
-        throw new ModelError('weights_write', `Weight name "${w.name}" of layer "${l.layer}" is not a valid relative HDF5 path.`);
-      }
-      if (wseen.has(w.name)) throw new ModelError('weights_write', `Layer "${l.layer}" has weight "${w.name}" twice.`);
-      wseen.add(w.name);
-      const n = w.shape.reduce((a, b) => a * b, 1);
-      if (!w.shape.every((d) => Number.isInteger(d) && d >= 0) || n !== w.values.length) {
-        throw new ModelError(
-          'weights_write',
-          `Weight "${w.name}" of layer "${l.layer}" has ${w.values.length} values, which does not fit shape [${w.shape.join(', ')}].`,
-        );
-      }
-    }
-  }
-  const m = await ensureReady();
-  const target = resolve(path);
-  const tmp = `${target}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    withThrowingErrors(m, () => {
-      const f = new h5wasm.File(tmp, 'w');
-      try {
-        writeNameList(f, 'layer_names', all.map((l) => l.layer));
-        f.create_attribute('backend', opts.backend ?? 'tensorflow');
-        f.create_attribute('keras_version', opts.kerasVersion ?? '2.2.4');
-        for (const l of all) {
-          const g = f.create_group(l.layer);
-          if (l.weights.length === 0) {
-            writeEmptyNames(g, 'weight_names');
-            continue;
-          }
-          writeNameList(g, 'weight_names', l.weights.map((w) => w.name));
-          for (const w of l.weights) {
-            const parts = w.name.split('/');
-            let parent = g;
-            for (const p of parts.slice(0, -1)) {
-              const existing = parent.get(p);
-              parent = isGroup(existing) ? existing : parent.create_group(p);
-            }
-            parent.create_dataset({ name: parts[parts.length - 1]!, data: w.values, shape: w.shape, dtype: '<f' });
-          }
-        }
-      } finally {
-        f.close();
-      }
-    });
-    await rename(tmp, target);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    if (err instanceof CatdogError) throw err;
-    throw new ModelError('weights_write', `Could not write ${target}: ${shortH5Error(err)}.`, { cause: err });
   }
 }
