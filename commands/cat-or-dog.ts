@@ -1,11 +1,9 @@
 /** "Cat or dog?" on a message (right-click → Apps): every image on it. No Message Content intent needed. */
 import { ApplicationCommandType, ApplicationIntegrationType, ContextMenuCommandBuilder, InteractionContextType } from 'discord.js';
 import { AUTO_DETECT_MAX_IMAGES } from '../src/bot/autodetect.ts';
-import { attachmentSource, classifySource, isImageAttachment, type ImageSource } from '../src/bot/classify.ts';
+import { attachmentSource, classifyMany, isImageAttachment, type ImageSource } from '../src/bot/classify.ts';
 import { messageCommand } from '../src/bot/command.ts';
-import { errorEmbed, predictionEmbed } from '../src/bot/replies.ts';
-import { isExpected, UsageError } from '../src/errors.ts';
-import { outcomeOf } from '../src/metrics.ts';
+import { UsageError } from '../src/errors.ts';
 
 export const catOrDog = messageCommand({
   definition: new ContextMenuCommandBuilder()
@@ -30,17 +28,9 @@ export const catOrDog = messageCommand({
     if (sources.length === 0) throw new UsageError('That message has no images for me to look at.');
     const chosen = sources.slice(0, AUTO_DETECT_MAX_IMAGES);
     const key = interaction.guildId ?? `dm:${interaction.user.id}`;
-    const results = await Promise.allSettled(chosen.map((s) => classifySource(services, s, { key, guildId: interaction.guildId, signal })));
-    const elapsedMs = performance.now() - started;
-    const embeds = results.map((r, i) =>
-      r.status === 'fulfilled' ? predictionEmbed(r.value, { name: chosen[i]!.name, elapsedMs }) : errorEmbed(chosen[i]!.name, r.reason),
-    );
-    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-    for (const f of failures) {
-      if (!isExpected(f.reason)) services.log(`"Cat or dog?" error: ${f.reason instanceof Error ? (f.reason.stack ?? f.reason.message) : String(f.reason)}`);
-    }
+    const { embeds, outcome } = await classifyMany(services, chosen, { key, guildId: interaction.guildId, signal, what: '"Cat or dog?" error', started });
     const more = sources.length > chosen.length ? `I looked at the first ${chosen.length} of ${sources.length} images.` : undefined;
     await interaction.editReply({ content: more ?? '', embeds });
-    return failures.length === results.length ? outcomeOf(failures[0]!.reason) : 'ok';
+    return outcome;
   },
 });

@@ -3,10 +3,12 @@
  * Discord tells us, the allowlisted download, the shared queue, then the classifier. Counted in the
  * guild's stats; the photo and its URL are never stored.
  */
-import type { Attachment } from 'discord.js';
-import { Busy, ImageDimensionsTooLarge, ImageTooLarge } from '../errors.ts';
+import type { APIEmbed, Attachment } from 'discord.js';
+import { Busy, ImageDimensionsTooLarge, ImageTooLarge, isExpected } from '../errors.ts';
+import { outcomeOf, type Outcome } from '../metrics.ts';
 import type { Prediction } from '../model/types.ts';
 import { downloadImage } from './download.ts';
+import { errorEmbed, predictionEmbed } from './replies.ts';
 import type { BotServices } from './services.ts';
 
 export interface ImageSource {
@@ -56,4 +58,35 @@ export async function classifySource(services: BotServices, source: ImageSource,
   metrics.classified(prediction.label);
   if (ctx.guildId) await store.stats.record(ctx.guildId, prediction.label);
   return prediction;
+}
+
+export interface ManyResult {
+  /** Per photo, in order: its verdict or why it failed. */
+  results: PromiseSettledResult<Prediction>[];
+  /** One embed per photo: the verdict, or what went wrong in words. */
+  embeds: APIEmbed[];
+  /** ok unless every photo failed (then the first failure's outcome). */
+  outcome: Outcome;
+}
+
+/**
+ * Several photos of one message, the way every door that takes several answers them: all settled
+ * (one failure does not sink the others), an embed each, unexpected failures logged as
+ * `<what>: <detail>`, and one outcome for the metrics. `started` times the answers.
+ */
+export async function classifyMany(
+  services: BotServices,
+  sources: readonly ImageSource[],
+  ctx: ClassifyContext & { what: string; started: number },
+): Promise<ManyResult> {
+  const results = await Promise.allSettled(sources.map((s) => classifySource(services, s, ctx)));
+  const elapsedMs = performance.now() - ctx.started;
+  const embeds = results.map((r, i) =>
+    r.status === 'fulfilled' ? predictionEmbed(r.value, { name: sources[i]!.name, elapsedMs }) : errorEmbed(sources[i]!.name, r.reason),
+  );
+  const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  for (const f of failures) {
+    if (!isExpected(f.reason)) services.log(`${ctx.what}: ${f.reason instanceof Error ? (f.reason.stack ?? f.reason.message) : String(f.reason)}`);
+  }
+  return { results, embeds, outcome: failures.length && failures.length === results.length ? outcomeOf(failures[0]!.reason) : 'ok' };
 }

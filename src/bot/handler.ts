@@ -14,22 +14,25 @@ import {
   type MessageContextMenuCommandInteraction,
   type RepliableInteraction,
 } from 'discord.js';
-import { isExpected, ShuttingDown } from '../errors.ts';
+import { isExpected } from '../errors.ts';
 import { outcomeOf, type Outcome, type Surface } from '../metrics.ts';
 import { adminCheckInput, isAdmin, refusalLogLine } from './admin.ts';
 import type { ButtonRoute, Command } from './command.ts';
-import { adminRefusalWords, cooldownWords, describeError } from './replies.ts';
+import { Guard } from './guard.ts';
+import { adminRefusalWords, describeError } from './replies.ts';
 import type { BotServices } from './services.ts';
 
 export class CommandHandler {
   private readonly byName = new Map<string, Command>();
   private readonly buttons = new Map<string, ButtonRoute>();
+  private readonly guard: Guard;
 
   constructor(
     commands: readonly Command[],
     private readonly services: BotServices,
     private readonly signal: AbortSignal = new AbortController().signal,
   ) {
+    this.guard = new Guard(services);
     for (const c of commands) {
       this.byName.set(c.definition.name, c);
       for (const b of c.buttons ?? []) {
@@ -53,7 +56,6 @@ export class CommandHandler {
       await this.safely(interaction, () => interaction.reply({ content: 'I do not know that command any more.', flags: MessageFlags.Ephemeral }));
       return;
     }
-    const { store, config } = this.services;
     await this.guarded(interaction, { surface: command.surface, admin: Boolean(command.admin), what: `/${interaction.commandName}` }, async () => {
       if (command.memberPermissions !== undefined) {
         // Discord hides the command from those without default_member_permissions; this is the second fence.
@@ -66,18 +68,17 @@ export class CommandHandler {
         }
       }
 
-      if (command.cooldown && config.cooldownSeconds > 0) {
-        const check = await store.cooldowns.take(interaction.user.id, config.cooldownSeconds);
-        if (!check.allowed) {
-          if (check.notify) {
-            await interaction.reply({ content: cooldownWords(check.retryAfterMs), flags: MessageFlags.Ephemeral });
-          } else {
-            // Told once already: acknowledge without a new message, so the user is not nagged.
+      if (command.cooldown) {
+        const allowed = await this.guard.cooldown(
+          interaction.user.id,
+          (words) => interaction.reply({ content: words, flags: MessageFlags.Ephemeral }),
+          // Told once already: acknowledge without a new message, so the user is not nagged.
+          async () => {
             await interaction.deferReply({ flags: MessageFlags.Ephemeral });
             await interaction.deleteReply();
-          }
-          return 'cooldown';
-        }
+          },
+        );
+        if (!allowed) return 'cooldown';
       }
 
       await interaction.deferReply(bound.defer() === 'ephemeral' ? { flags: MessageFlags.Ephemeral } : {});
@@ -110,42 +111,30 @@ export class CommandHandler {
   }
 
   /**
-   * What every interaction goes through: the shutdown gate, the admin check when asked (refusal
-   * logged), metrics, and a log line when answering itself fails (Discord unreachable,
-   * interaction expired…), since nothing is left to tell the user then.
+   * What every interaction goes through: the guard (shutdown gate, metrics, last-resort log) and
+   * the admin check when asked (refusal logged).
    */
   private async guarded(
     interaction: RepliableInteraction,
     o: { surface: Surface; admin: boolean; what: string; refusal?: string },
     body: () => Promise<Outcome>,
   ): Promise<void> {
-    const started = performance.now();
-    const { gate, metrics, config, log } = this.services;
-    let outcome: Outcome = 'ok';
-    let leave: (() => void) | null = null;
-    try {
-      try {
-        leave = gate.enter();
-      } catch (err) {
-        if (!(err instanceof ShuttingDown)) throw err;
-        outcome = 'shutting_down';
-        await interaction.reply({ content: describeError(err), flags: MessageFlags.Ephemeral });
-        return;
-      }
-      if (o.admin && !isAdmin(adminCheckInput(interaction), config.admins)) {
-        outcome = 'forbidden';
-        log(refusalLogLine(interaction, o.refusal ?? o.what));
-        await interaction.reply({ content: adminRefusalWords(config.admins), flags: MessageFlags.Ephemeral });
-        return;
-      }
-      outcome = await body();
-    } catch (err) {
-      outcome = 'error';
-      this.logError(o.what, interaction, err);
-    } finally {
-      metrics.observe(o.surface, outcome, (performance.now() - started) / 1000);
-      leave?.();
-    }
+    const { config, log } = this.services;
+    await this.guard.run(
+      {
+        surface: o.surface,
+        onClosed: (err) => interaction.reply({ content: describeError(err), flags: MessageFlags.Ephemeral }),
+        onFault: (err) => this.logError(o.what, interaction, err),
+      },
+      async () => {
+        if (o.admin && !isAdmin(adminCheckInput(interaction), config.admins)) {
+          log(refusalLogLine(interaction, o.refusal ?? o.what));
+          await interaction.reply({ content: adminRefusalWords(config.admins), flags: MessageFlags.Ephemeral });
+          return 'forbidden';
+        }
+        return body();
+      },
+    );
   }
 
   private logError(what: string, interaction: Interaction, err: unknown): void {

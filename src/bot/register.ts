@@ -43,7 +43,8 @@ export function normalizeCommand(c: Record<string, unknown>): Json {
     options: Array.isArray(c.options) ? (c.options as Record<string, unknown>[]).map(normalizeOption) : [],
     default_member_permissions: (c.default_member_permissions as string | null) ?? null,
     contexts: Array.isArray(c.contexts) ? [...(c.contexts as number[])].sort() : null,
-    integration_types: Array.isArray(c.integration_types) ? [...(c.integration_types as number[])].sort() : null,
+    // Discord fills in the app's installation context when a command names none: guild install (0).
+    integration_types: Array.isArray(c.integration_types) ? [...(c.integration_types as number[])].sort() : [0],
     nsfw: (c.nsfw as boolean) ?? false,
   };
 }

@@ -293,7 +293,7 @@ export async function modelCommand(argv: string[], config: Config): Promise<numb
       const models = await registry.listModels();
       if (!models.length) out('no models in the registry yet: `catdog train --promote`');
       for (const m of models) {
-        const metrics = (m.head.meta?.metrics ?? {}) as { valLoss?: number; valAcc?: number };
+        const metrics = m.head.meta?.metrics ?? {};
         out(`${m.active ? '*' : ' '} ${m.id}  ${m.head.backbones.join('+')}  ${String(m.head.meta?.recipe ?? '?')}${m.head.tta === 'flip' ? '+flip' : ''}  val log loss ${metrics.valLoss?.toFixed(4) ?? '?'}  acc ${metrics.valAcc !== undefined ? (metrics.valAcc * 100).toFixed(2) + '%' : '?'}`);
       }
       return 0;

@@ -26,8 +26,8 @@ export interface ModelView {
 }
 
 export function modelView(id: string, head: HeadFile, active: boolean): ModelView {
-  const meta = (head.meta ?? {}) as Record<string, unknown>;
-  const metrics = (meta.metrics ?? {}) as Record<string, unknown>;
+  const meta = head.meta ?? {};
+  const metrics = meta.metrics ?? {};
   const num = (v: unknown) => (typeof v === 'number' ? v : null);
   return {
     id,
@@ -40,8 +40,8 @@ export function modelView(id: string, head: HeadFile, active: boolean): ModelVie
     sources: Array.isArray(meta.sources) ? meta.sources.map(String) : [],
     valLoss: num(metrics.valLoss),
     valAcc: num(metrics.valAcc),
-    valBySource: (metrics.valBySource ?? {}) as ModelView['valBySource'],
-    outliersExcluded: num((meta.outliers as Record<string, unknown> | undefined)?.excluded),
+    valBySource: metrics.valBySource ?? {},
+    outliersExcluded: num(meta.outliers?.excluded),
   };
 }
 

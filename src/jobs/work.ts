@@ -43,8 +43,7 @@ export function jobParams(kind: JobKind, data: JobData): JobParams {
 
 /** Validation metrics a model recorded when it was trained. */
 export async function recordedMetrics(registry: Registry, id: string): Promise<ModelMetrics> {
-  const meta = (await registry.loadModel(id)).file.meta ?? {};
-  const m = (meta.metrics ?? {}) as { valLoss?: unknown; valAcc?: unknown };
+  const m = (await registry.loadModel(id)).file.meta?.metrics ?? {};
   return { id, valLoss: typeof m.valLoss === 'number' ? m.valLoss : null, valAcc: typeof m.valAcc === 'number' ? m.valAcc : null };
 }
 

@@ -28,8 +28,37 @@ export interface HeadFile {
   bias: number;
   /** Test-time augmentation the head expects: features averaged over the photo and its mirror. */
   tta?: 'none' | 'flip';
-  /** Free-form training record (recipe, metrics, sources…). */
-  meta?: Record<string, unknown>;
+  /** What training recorded (recipe, metrics, sources…). */
+  meta?: HeadMeta;
+}
+
+/** Validation metrics a head was trained to (head.json `meta.metrics`). */
+export interface HeadMetrics {
+  valLoss?: number;
+  valAcc?: number;
+  trainCount?: number;
+  valCount?: number;
+  valBySource?: Record<string, { n: number; logloss: number; accuracy: number }>;
+}
+
+/**
+ * What `catdog train` records with a head. It is read back from JSON, so each field may be missing
+ * (a head made by hand, an older version): readers check what they use.
+ */
+export interface HeadMeta {
+  /** The registry id, once stored. */
+  id?: string;
+  date?: string;
+  recipe?: string;
+  params?: Record<string, unknown>;
+  preprocess?: { resize: string; modes: Record<string, string> };
+  sources?: string[];
+  sourceHash?: string;
+  photos?: number;
+  outliers?: { flagged?: number; excluded?: number; topK?: number; reviewedList?: string | null };
+  metrics?: HeadMetrics;
+  candidates?: unknown[];
+  history?: unknown[];
 }
 
 export class Head {

@@ -144,7 +144,7 @@ export function newModelId(date = new Date()): string {
 }
 
 function validationLoss(head: Head): number {
-  const v = (head.file.meta?.metrics as { valLoss?: unknown } | undefined)?.valLoss;
+  const v = head.file.meta?.metrics?.valLoss;
   return typeof v === 'number' ? v : Infinity;
 }
 

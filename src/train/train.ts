@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { CatdogError } from '../errors.ts';
+import { BACKBONES } from '../model/backbones/index.ts';
 import type { Classifier } from '../model/classifier.ts';
 import { HEAD_FORMAT, type HeadFile } from '../model/head.ts';
 import type { Registry } from '../model/registry.ts';
@@ -175,7 +176,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         date: new Date().toISOString(),
         recipe: chosen.recipe,
         params: chosen.fitted.params,
-        preprocess: { resize: `squash to the backbone size, sharp ${RESIZE_KERNEL}`, modes: Object.fromEntries(info.backboneInfo.map((b) => [b.name, b.name === 'resnet50' ? 'caffe' : 'tf'])) },
+        preprocess: { resize: `squash to the backbone size, sharp ${RESIZE_KERNEL}`, modes: Object.fromEntries(info.backboneInfo.map((b) => [b.name, BACKBONES[b.name].preprocess])) },
         sources: o.sources.map((s) => basename(s)),
         sourceHash,
         photos: extracted.ok.length,
