@@ -2,7 +2,7 @@
 import { ApplicationIntegrationType, InteractionContextType, SlashCommandBuilder } from 'discord.js';
 import { attachmentSource, classifySource, type ImageSource } from '../src/bot/classify.ts';
 import { chatCommand } from '../src/bot/command.ts';
-import { predictionEmbed } from '../src/bot/replies.ts';
+import { predictionEmbed } from '../src/bot/replies/prediction.ts';
 import { UsageError } from '../src/errors.ts';
 
 export const catdog = chatCommand({

@@ -7,7 +7,8 @@ import { ActionRowBuilder, ButtonBuilder, MessageFlags } from 'discord.js';
 import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand, type ButtonRoute } from '../src/bot/command.ts';
 import { BUTTONS, JobMessage, cancelRow, resumeButton } from '../src/bot/job-message.ts';
-import { describeError, jobsEmbed } from '../src/bot/replies.ts';
+import { jobsEmbed } from '../src/bot/replies/jobs.ts';
+import { describeError } from '../src/bot/replies/words.ts';
 import { outcomeOf } from '../src/metrics.ts';
 
 const cancelRoute: ButtonRoute = {

@@ -5,7 +5,7 @@
 
 import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand } from '../src/bot/command.ts';
-import { modelEmbed, modelListEmbed } from '../src/bot/replies.ts';
+import { modelEmbed, modelListEmbed } from '../src/bot/replies/models.ts';
 
 export const model = chatCommand({
   definition: adminSlashCommand('model', 'The model the bot answers with (admins)')

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { commands } from '../commands/index.ts';
 import { Bot } from './bot/client.ts';
-import { backboneList } from './bot/replies.ts';
+import { backboneList } from './bot/replies/format.ts';
 import type { AdminServices, BotServices, Log } from './bot/services.ts';
 import { loadConfig, type Config, type Env } from './config.ts';
 import { ConfigError } from './errors.ts';

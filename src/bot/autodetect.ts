@@ -8,7 +8,7 @@ import { PermissionFlagsBits, type Message } from 'discord.js';
 import type { Prediction } from '../model/types.ts';
 import { attachmentSource, classifyMany, isImageAttachment } from './classify.ts';
 import { Guard } from './guard.ts';
-import { VERDICT_EMOJI } from './replies.ts';
+import { VERDICT_EMOJI } from './replies/prediction.ts';
 import type { BotServices } from './services.ts';
 
 export const AUTO_DETECT_MAX_IMAGES = 10;

@@ -8,7 +8,7 @@ import { Busy, ImageDimensionsTooLarge, ImageTooLarge, isExpected } from '../err
 import { outcomeOf, type Outcome } from '../metrics.ts';
 import type { Prediction } from '../model/types.ts';
 import { downloadImage } from './download.ts';
-import { errorEmbed, predictionEmbed } from './replies.ts';
+import { errorEmbed, predictionEmbed } from './replies/prediction.ts';
 import type { BotServices } from './services.ts';
 
 export interface ImageSource {

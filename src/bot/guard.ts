@@ -6,7 +6,7 @@
  */
 import { ShuttingDown } from '../errors.ts';
 import type { Outcome, Surface } from '../metrics.ts';
-import { cooldownWords } from './replies.ts';
+import { cooldownWords } from './replies/words.ts';
 import type { BotServices } from './services.ts';
 
 export interface GuardOptions {

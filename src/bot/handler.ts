@@ -19,7 +19,7 @@ import { outcomeOf, type Outcome, type Surface } from '../metrics.ts';
 import { adminCheckInput, isAdmin, refusalLogLine } from './admin.ts';
 import type { ButtonRoute, Command } from './command.ts';
 import { Guard } from './guard.ts';
-import { adminRefusalWords, describeError } from './replies.ts';
+import { adminRefusalWords, describeError } from './replies/words.ts';
 import type { BotServices } from './services.ts';
 
 export class CommandHandler {

@@ -19,7 +19,7 @@ import {
 } from 'discord.js';
 import type { JobRecord } from '../jobs/types.ts';
 import { buttonId } from './command.ts';
-import { jobEndedEmbed, jobProgressEmbed, retrainResultEmbed, scoreResultEmbed } from './replies.ts';
+import { jobEndedEmbed, jobProgressEmbed, retrainResultEmbed, scoreResultEmbed } from './replies/jobs.ts';
 import type { AdminServices, Log } from './services.ts';
 import { Throttle } from './throttle.ts';
 

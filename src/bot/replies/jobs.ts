@@ -1,112 +1,8 @@
-/**
- * What the bot says: prediction embeds, errors in words (src/error-words.ts, with the running job for job_busy).
- */
+/** How a job shows: its one-line summary, the live progress, its end and result, and `/jobs`. */
 import type { APIEmbed } from 'discord.js';
-import type { Config } from '../config.ts';
-import { describeError as describeErrorWords, ERROR_WORDS } from '../error-words.ts';
-import type { ModelView } from '../jobs/models.ts';
-import { JobBusy } from '../jobs/runner.ts';
-import type { JobRecord, JobStatus, RetrainSummary, ScoreSummary } from '../jobs/types.ts';
-import { BACKBONES } from '../model/backbones/index.ts';
-import type { BackboneName, Prediction } from '../model/types.ts';
-import { formatConfusion } from '../train/metrics.ts';
-
-const COLOURS = { dog: 0xe67e22, cat: 0x9b59b6, neither: 0x95a5a6, error: 0xe74c3c } as const;
-
-export const VERDICT_EMOJI = { dog: '🐶', cat: '🐱', neither: '🤷' } as const;
-
-/** A 10-cell bar for a probability in [0, 1]. */
-export function probabilityBar(p: number, cells = 10): string {
-  const filled = Math.max(0, Math.min(cells, Math.round(p * cells)));
-  return '█'.repeat(filled) + '░'.repeat(cells - filled);
-}
-
-export function percent(p: number): string {
-  return `${Math.round(p * 100)}%`;
-}
-
-export function backboneList(backbones: readonly BackboneName[]): string {
-  return backbones.map((b) => (Object.hasOwn(BACKBONES, b) ? BACKBONES[b].title : b)).join(' + ') || 'none';
-}
-
-export function seconds(ms: number): string {
-  return ms < 1000 ? `${(ms / 1000).toFixed(2)} s` : `${(ms / 1000).toFixed(1)} s`;
-}
-
-/** The answer to one photo: verdict, dog probability with a bar, backbones, time taken. */
-export function predictionEmbed(p: Prediction, options: { name?: string; elapsedMs?: number } = {}): APIEmbed {
-  const title =
-    p.label === 'dog' ? `${VERDICT_EMOJI.dog} Dog` : p.label === 'cat' ? `${VERDICT_EMOJI.cat} Cat` : `${VERDICT_EMOJI.neither} Neither a cat nor a dog`;
-  const lines = [`Dog probability: **${percent(p.dog)}**`, `\`${probabilityBar(p.dog)}\``];
-  if (p.label === 'neither') {
-    const top = p.imagenetTop[0];
-    lines.unshift(`This photo does not seem to show a cat or a dog${top ? ` (it looks more like: ${top.label})` : ''}.`);
-  }
-  return {
-    title: options.name ? `${title} · ${truncate(options.name, 60)}` : title,
-    description: lines.join('\n'),
-    color: COLOURS[p.label],
-    fields: [
-      { name: 'Backbones', value: backboneList(p.backbones), inline: true },
-      { name: 'Time', value: seconds(options.elapsedMs ?? p.timings.totalMs), inline: true },
-    ],
-    footer: { text: `model: ${truncate(p.model, 100)}` },
-  };
-}
-
-/** An embed for one photo that could not be classified (in a multi-photo answer). */
-export function errorEmbed(name: string, err: unknown): APIEmbed {
-  return { title: `⚠️ ${truncate(name, 80)}`, description: describeError(err), color: COLOURS.error };
-}
-
-/** Any error, in words for the person who asked: the shared words, and which job is running for job_busy. */
-export function describeError(err: unknown): string {
-  return describeErrorWords(err, {
-    job_busy: (e) =>
-      e instanceof JobBusy && e.running
-        ? `⏳ One job at a time, and this one is running: ${jobLine(e.running)}. Wait for it, or cancel it (its Cancel button, or see \`/jobs\`).`
-        : ERROR_WORDS.job_busy(),
-  });
-}
-
-export function cooldownWords(retryAfterMs: number): string {
-  const s = Math.max(1, Math.ceil(retryAfterMs / 1000));
-  return `⏳ Easy there! You can ask me again in ${s} s.`;
-}
-
-function truncate(s: string, n: number): string {
-  return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
-}
-
-// ---------------------------------------------------------------------------- admin operations
-
-const JOB_COLOURS = { running: 0x3498db, succeeded: 0x2ecc71, failed: 0xe74c3c, cancelled: 0x95a5a6, interrupted: 0xf1c40f } as const;
-
-export function adminRefusalWords(admins: Config['admins']): string {
-  const who =
-    admins.userIds.length || admins.roleIds.length
-      ? "the people and roles this bot's owner listed as admins"
-      : 'members with the **Administrator** permission';
-  return `🔒 Only the bot's admins can do that (${who}). Your attempt has been logged.`;
-}
-
-/** "3 min 5 s", "45 s", "1 h 2 min". */
-export function duration(sec: number): string {
-  const s = Math.max(0, Math.round(sec));
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ''}`;
-  const m = Math.round(s / 60);
-  return `${Math.floor(m / 60)} h${m % 60 ? ` ${m % 60} min` : ''}`;
-}
-
-export function ago(iso: string, now = Date.now()): string {
-  return `${duration((now - Date.parse(iso)) / 1000)} ago`;
-}
-
-/** A bar for a fraction in [0, 1], 20 cells by default. */
-export function progressBar(fraction: number, cells = 20): string {
-  return probabilityBar(Number.isFinite(fraction) ? fraction : 0, cells);
-}
+import type { JobRecord, JobStatus, RetrainSummary, ScoreSummary } from '../../jobs/types.ts';
+import { formatConfusion } from '../../train/metrics.ts';
+import { ago, duration, JOB_COLOURS, metricLine, pct2, progressBar, truncate } from './format.ts';
 
 const KIND_TITLES = { retrain: '🛠️ Retrain', score: '📝 Score' } as const;
 const STATUS_WORDS: Record<JobStatus, string> = {
@@ -153,10 +49,6 @@ export function jobLine(r: JobRecord, now = Date.now()): string {
   return `${head} — ${STATUS_WORDS[r.status]}${took}${tail} (${ago(r.endedAt ?? r.createdAt, now)})`;
 }
 
-function pct2(x: number): string {
-  return `${(x * 100).toFixed(2)}%`;
-}
-
 /** The live progress message of a running job. */
 export function jobProgressEmbed(r: JobRecord, now = Date.now()): APIEmbed {
   const p = r.progress;
@@ -196,10 +88,6 @@ export function jobEndedEmbed(r: JobRecord): APIEmbed {
         ? `⚠️ Interrupted after ${took}: ${r.error ?? 'the bot stopped.'}${untouched} Resume it from \`/jobs\`; it picks up where it stopped.`
         : `❌ Failed after ${took}: ${r.error ?? 'unknown error'}${untouched}`;
   return { title: `${jobTitle(r)} — ${r.status}`, description, color: JOB_COLOURS[r.status as keyof typeof JOB_COLOURS] ?? JOB_COLOURS.failed };
-}
-
-function metricLine(loss: number | null, acc: number | null): string {
-  return `log loss **${loss === null ? '—' : loss.toFixed(4)}** · accuracy **${acc === null ? '—' : pct2(acc)}**`;
 }
 
 /** The end of a retrain: the new model against the active one, the curves, and what to do next. */
@@ -268,41 +156,5 @@ export function jobsEmbed(current: JobRecord | null, recent: JobRecord[], now = 
       { name: 'Running now', value: current ? jobLine(current, now) : 'nothing' },
       { name: 'Recent', value: past.length ? truncate(past.map((r) => jobLine(r, now)).join('\n'), 1024) : 'no jobs yet' },
     ],
-  };
-}
-
-function modelLines(v: ModelView): string[] {
-  const lines = [
-    `Validation: ${metricLine(v.valLoss, v.valAcc)}`,
-    `Trained ${v.date ? v.date.slice(0, 16).replace('T', ' ') + ' UTC' : 'at an unknown date'} · ${v.recipe ?? 'unknown recipe'}${v.tta === 'flip' ? ' + flip averaging' : ''}`,
-    `Backbones: ${backboneList(v.backbones as BackboneName[])}`,
-  ];
-  if (v.sources.length) lines.push(`Data: ${v.sources.join(' + ')}${v.photos !== null ? ` (${v.photos} photos${v.outliersExcluded ? `, ${v.outliersExcluded} outliers left out` : ''})` : ''}`);
-  for (const [src, m] of Object.entries(v.valBySource)) lines.push(`· ${src}: log loss ${m.logloss.toFixed(4)}, accuracy ${pct2(m.accuracy)} (${m.n} photos)`);
-  return lines;
-}
-
-/** `/model show`. */
-export function modelEmbed(active: ModelView | null, live: string | null, previous: string | null): APIEmbed {
-  if (!active) {
-    return { title: '🧠 No active model', description: `The registry has no active model${live ? ` (the bot answers with \`${live}\`, loaded from elsewhere)` : ''}. Run \`/retrain\` and promote the result.`, color: JOB_COLOURS.cancelled };
-  }
-  const lines = modelLines(active);
-  if (live !== active.id) lines.push(`⚠️ The bot answers with \`${live ?? 'no head'}\`, not the registry's active model (CATDOG_HEAD?).`);
-  lines.push(previous ? `Rollback would go back to \`${previous}\`.` : 'No earlier model to roll back to.');
-  return { title: `🧠 Active model \`${active.id}\``, description: lines.join('\n'), color: JOB_COLOURS.succeeded };
-}
-
-/** `/model list`. */
-export function modelListEmbed(models: ModelView[]): APIEmbed {
-  if (!models.length) return { title: '🧠 Models', description: 'No models stored yet. Run `/retrain`.' };
-  const shown = models.slice(0, 15);
-  return {
-    title: `🧠 Models (${models.length})`,
-    description: truncate(
-      shown.map((v) => `${v.active ? '▶️ **' : '· '}\`${v.id}\`${v.active ? ' (active)**' : ''} — val log loss ${v.valLoss === null ? '—' : v.valLoss.toFixed(4)}, accuracy ${v.valAcc === null ? '—' : pct2(v.valAcc)} · ${v.recipe ?? '?'}${v.tta === 'flip' ? '+flip' : ''} · ${v.sources.join(' + ') || '?'}`).join('\n') +
-        (models.length > shown.length ? `\n… and ${models.length - shown.length} older` : ''),
-      4000,
-    ),
   };
 }
