@@ -3,7 +3,7 @@
  * ended — with a Cancel button for the running one and Resume buttons for interrupted ones. The
  * Cancel and Resume buttons (also on job messages) are routed from here.
  */
-import { ActionRowBuilder, ButtonBuilder, MessageFlags } from 'discord.js';
+import { ActionRowBuilder, type ButtonBuilder, MessageFlags } from 'discord.js';
 import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand, type ButtonRoute } from '../src/bot/command.ts';
 import { BUTTONS, JobMessage, cancelRow, resumeButton } from '../src/bot/job-message.ts';

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../errors.ts';
-import { Head, loadHead, saveHead, type HeadFile } from './head.ts';
+import { type Head, loadHead, saveHead, type HeadFile } from './head.ts';
 
 export interface ActiveState {
   active: string | null;

@@ -26,7 +26,7 @@
  *
  * Values are returned as float32 (float64 and integer data are converted; float16 is refused).
  */
-import { mkdtemp, open, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import h5wasm from 'h5wasm/node';

