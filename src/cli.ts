@@ -12,7 +12,7 @@ commands:
   predict [--json] [--head FILE] <file|dir>...   probability that each photo shows a dog
   data inspect <source>...                       counts, sizes, unreadable files, a size scatter plot
   clean <source>... [--k 10]                     flag photos with no cat or dog in their ImageNet top-k
-  features <source>... [--no-flip]              compute and cache backbone features
+  features <source>... [--no-flip | --views V]  compute and cache backbone features (views: 224,224f,288,288f)
   train <source>... [--recipe auto|seed|logreg] [--promote [--force]]   train a head
   score <test source> [--out submission.csv] [--labels CSV] [--json]   Kaggle submission
   model list | use ID | promote ID | rollback    the model registry

@@ -65,6 +65,8 @@ export const ERROR_WORDS = {
   labels_missing: fault,
   labels_unreadable: fault,
   features_missing: fault,
+  view_format: (err) => err.message,
+  view_size: fault,
   outliers_missing: fault,
   no_test_data: fault,
   no_training_data: fault,

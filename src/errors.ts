@@ -67,6 +67,8 @@ export type ErrorCode =
   | 'labels_missing'
   | 'labels_unreadable'
   | 'features_missing'
+  | 'view_format'
+  | 'view_size'
   | 'outliers_missing'
   | 'no_test_data'
   | 'no_training_data';
@@ -134,6 +136,8 @@ export const ERRORS = {
   labels_missing: fault,
   labels_unreadable: fault,
   features_missing: fault,
+  view_format: { expected: true, outcome: 'bad_input', http: 500 },
+  view_size: fault,
   outliers_missing: fault,
   no_test_data: fault,
   no_training_data: fault,

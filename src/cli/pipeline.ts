@@ -3,12 +3,15 @@
  * Each is a thin door onto src/train and src/model/registry; Ctrl-C aborts cleanly (the cache
  * keeps what was computed; the active model is untouched).
  */
+import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { validNeither, type NeitherRule } from '../model/neither.ts';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Classifier } from '../model/classifier.ts';
 import type { Config } from '../config.ts';
 import { Registry } from '../model/registry.ts';
+import { parseViews, type ViewSpec } from '../model/views.ts';
 import { findOutliers, writeOutlierReport, DEFAULT_CLEAN_TOP_K } from '../train/clean.ts';
 import { openDataset } from '../train/dataset.ts';
 import { defaultCacheDir, extractInto, openFeatureStore } from '../train/features.ts';
@@ -16,6 +19,10 @@ import { inspectDataset, writeInspectReport, type InspectReport } from '../train
 import { formatConfusion } from '../train/metrics.ts';
 import { score } from '../train/score.ts';
 import { train, type Recipe } from '../train/train.ts';
+import type { CvOptions } from '../train/train-cv.ts';
+import { formatPaired } from '../train/cv.ts';
+import { shuffledTrainFirst } from '../train/cv.ts';
+import { CatdogError } from '../errors.ts';
 import { extractLine, progressPrinter } from './progress.ts';
 import { describeError } from './predict.ts';
 
@@ -131,9 +138,20 @@ export async function cleanCommand(argv: string[], config: Config): Promise<numb
 }
 
 export async function featuresCommand(argv: string[], config: Config): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { 'no-flip': { type: 'boolean', default: false } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { 'no-flip': { type: 'boolean', default: false }, views: { type: 'string' }, shuffle: { type: 'boolean', default: false }, limit: { type: 'string' } },
+  });
   if (!positionals.length) {
-    err('usage: catdog features <source>... [--no-flip]');
+    err('usage: catdog features <source>... [--no-flip | --views 224,224f,288,288f]');
+    return 2;
+  }
+  let views: ViewSpec[] | undefined;
+  try {
+    views = values.views ? parseViews(values.views) : undefined;
+  } catch (e) {
+    err(`catdog: ${describeError(e)}`);
     return 2;
   }
   return guarded(async (signal) => {
@@ -143,9 +161,15 @@ export async function featuresCommand(argv: string[], config: Config): Promise<n
       const p = progressPrinter(process.stderr, { ci: config.ci });
       const store = openFeatureStore(classifier, defaultCacheDir(config.dataDir));
       try {
-        const r = await extractInto(store, ds.samples, classifier, {
+        // --shuffle: training photos in a seeded random order (test photos after them), so that a
+        // run stopped early leaves a random sample of the training photos cached, not one class.
+        // --limit N (with --shuffle): only the first N training photos of that order, the sample `catdog train --sample N` uses.
+        let samples = values.shuffle ? shuffledTrainFirst(ds.samples) : ds.samples;
+        if (values.limit) samples = samples.filter((s, i) => s.label === null || i < Number(values.limit));
+        const r = await extractInto(store, samples, classifier, {
           cacheDir: defaultCacheDir(config.dataDir),
           flip: !values['no-flip'],
+          views,
           signal,
           onProgress: (x) => p.update(extractLine('features', x), x.done === x.total),
         });
@@ -181,11 +205,26 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
       force: { type: 'boolean', default: false },
       out: { type: 'string' },
       json: { type: 'boolean', default: false },
+      folds: { type: 'string' },
+      views: { type: 'string' },
+      'train-views': { type: 'string' },
+      clean: { type: 'string' },
+      calibration: { type: 'string' },
+      neither: { type: 'string' },
+      sample: { type: 'string' },
     },
   });
+  let cv: CvOptions | undefined;
+  try {
+    cv = values.folds ? cvOptions(values) : undefined;
+  } catch (e) {
+    err(`catdog: ${describeError(e)}`);
+    return 2;
+  }
   const sources = positionals.length ? positionals : config.data.train;
   if (!sources.length) {
     err('usage: catdog train <source>... [--recipe auto|seed|logreg] [--flip auto|on|off] [--epochs 8] [--validation-split 0.2] [--seed 2018] [--l2 0.01,0.003] [--outliers FILE | --keep-outliers] [--promote [--force]]');
+    err('       catdog train <source>... --folds K [--views 224,224f,288] [--train-views 224,224f,288,288f] [--clean top10|mass[:0.01]|none] [--calibration auto|none|temperature|platt] [--neither top10|mass:T] [--sample N] [--l2 ...] [--promote [--force]]');
     return 2;
   }
   if (!['auto', 'seed', 'logreg'].includes(values.recipe!)) {
@@ -213,6 +252,8 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
         learningRate: values['learning-rate'] ? Number(values['learning-rate']) : undefined,
         outliersFile: values.outliers,
         keepOutliers: values['keep-outliers'],
+        cv,
+        sample: values.sample ? Number(values.sample) : undefined,
         signal,
         onProgress: (e) => {
           if (e.extract) p.update(extractLine('features', e.extract), e.extract.done === e.extract.total);
@@ -222,9 +263,14 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
           }
         },
       });
+      if (r.cv) {
+        const c = r.cv;
+        out(`model ${r.modelId}: logreg on views ${c.views.join('+')}, ${c.calibration} calibration; ${c.folds}-fold out-of-fold log loss ${r.chosen.fitted.valLoss.toFixed(4)}, accuracy ${(r.chosen.fitted.valAcc * 100).toFixed(2)}% over ${r.valCount} photos (trained on ${r.trainCount}, ${r.outliers} flagged)`);
+        out(`  baseline (logreg, 224+224f): OOF log loss ${c.baseline.logloss.toFixed(4)}, accuracy ${(c.baseline.accuracy * 100).toFixed(2)}%; paired: ${formatPaired(c.paired)}`);
+      } else
       out(`model ${r.modelId}: ${r.chosen.recipe}${r.chosen.flip ? ' + flip averaging' : ''}, validation log loss ${r.chosen.fitted.valLoss.toFixed(4)}, accuracy ${(r.chosen.fitted.valAcc * 100).toFixed(2)}% (${r.trainCount} train / ${r.valCount} validation photos, ${r.outliers} outliers flagged)`);
       for (const c of r.candidates) out(`  candidate ${c.recipe}${c.flip ? '+flip' : ''}: val log loss ${c.valLoss.toFixed(4)}, acc ${(c.valAcc * 100).toFixed(2)}%, fitted in ${c.seconds.toFixed(1)} s`);
-      for (const [src, m] of Object.entries(r.valBySource)) out(`  validation on ${src}: ${m.n} photos, log loss ${m.logloss.toFixed(4)}, accuracy ${(m.accuracy * 100).toFixed(2)}%`);
+      for (const [src, m] of Object.entries(r.valBySource)) out(`  ${r.cv ? 'out of fold' : 'validation'} on ${src}: ${m.n} photos, log loss ${m.logloss.toFixed(4)}, accuracy ${(m.accuracy * 100).toFixed(2)}%`);
       out(`  curves: ${r.curvesPng}; outliers: ${r.outliersCsv}; ${((performance.now() - t0) / 1000).toFixed(0)} s in all`);
       if (values.promote) {
         const pr = await new Registry(config.model.registryDir).promote(r.modelId, { force: values.force });
@@ -236,6 +282,46 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
       await classifier.close();
     }
   });
+}
+
+/** The cross-validation flags of `catdog train --folds K`. */
+export function cvOptions(v: { folds?: string; views?: string; 'train-views'?: string; clean?: string; calibration?: string; neither?: string }): CvOptions {
+  const bad = (m: string) => new CatdogError('usage', m);
+  const folds = Number(v.folds);
+  if (!Number.isInteger(folds) || folds < 2 || folds > 50) throw bad(`--folds must be an integer from 2 to 50, not ${v.folds}`);
+  const o: CvOptions = { folds };
+  if (v.views) o.views = parseViews(v.views);
+  if (v['train-views']) o.trainViews = parseViews(v['train-views']);
+  if (v.clean) {
+    const [rule, t] = v.clean.split(':');
+    if (rule !== 'none' && rule !== 'top10' && rule !== 'mass') throw bad(`--clean must be none, top10 or mass[:threshold], not ${v.clean}`);
+    o.clean = rule;
+    if (t !== undefined) {
+      o.cleanMass = Number(t);
+      if (!(o.cleanMass > 0 && o.cleanMass < 1)) throw bad(`--clean mass:T needs 0 < T < 1, not ${t}`);
+    }
+  }
+  if (v.calibration) {
+    if (!['auto', 'none', 'temperature', 'platt'].includes(v.calibration)) throw bad(`--calibration must be auto, none, temperature or platt, not ${v.calibration}`);
+    o.calibration = v.calibration as CvOptions['calibration'];
+  }
+  if (v.neither) {
+    const [rule, t] = v.neither.split(':');
+    if (rule === 'top10' && t === undefined) o.neither = { rule: 'top10' };
+    else if (rule === 'mass' && Number(t) > 0 && Number(t) < 1) o.neither = { rule: 'mass', threshold: Number(t) };
+    else if (v.neither.endsWith('.json')) {
+      // A rule file written by scripts/neither.ts (e.g. mass+novelty with its centroids).
+      let r: NeitherRule;
+      try {
+        r = JSON.parse(readFileSync(v.neither, 'utf8')) as NeitherRule;
+      } catch (e) {
+        throw bad(`--neither ${v.neither}: ${(e as Error).message}`);
+      }
+      if (!validNeither(r)) throw bad(`--neither ${v.neither} is not a usable rule`);
+      o.neither = r;
+    } else throw bad(`--neither must be top10, mass:T with 0 < T < 1, or a rule file (.json), not ${v.neither}`);
+  }
+  return o;
 }
 
 export async function scoreCommand(argv: string[], config: Config): Promise<number> {
@@ -294,7 +380,7 @@ export async function modelCommand(argv: string[], config: Config): Promise<numb
       if (!models.length) out('no models in the registry yet: `catdog train --promote`');
       for (const m of models) {
         const metrics = m.head.meta?.metrics ?? {};
-        out(`${m.active ? '*' : ' '} ${m.id}  ${m.head.backbones.join('+')}  ${String(m.head.meta?.recipe ?? '?')}${m.head.tta === 'flip' ? '+flip' : ''}  val log loss ${metrics.valLoss?.toFixed(4) ?? '?'}  acc ${metrics.valAcc !== undefined ? (metrics.valAcc * 100).toFixed(2) + '%' : '?'}`);
+        out(`${m.active ? '*' : ' '} ${m.id}  ${m.head.backbones.join('+')}  ${String(m.head.meta?.recipe ?? '?')}${m.head.views ? ` views ${m.head.views.join('+')}` : m.head.tta === 'flip' ? '+flip' : ''}  ${metrics.kind ?? 'val'} log loss ${metrics.valLoss?.toFixed(4) ?? '?'}  acc ${metrics.valAcc !== undefined ? (metrics.valAcc * 100).toFixed(2) + '%' : '?'}`);
       }
       return 0;
     }

@@ -73,7 +73,10 @@ export interface ScoreSummary {
   logloss: number | null;
   accuracy: number | null;
   confusion: Confusion | null;
+  /** Contact sheet of the highest-loss photos (with labels), and how many it shows and how many of those were answered wrong. */
   worstPng: string | null;
+  worstShown?: number;
+  worstWrong?: number;
 }
 
 export type JobResult = RetrainSummary | ScoreSummary;

@@ -16,7 +16,7 @@ import { ModelError } from '../errors.ts';
 import { headId, type Classifier } from '../model/classifier.ts';
 import type { Registry } from '../model/registry.ts';
 import { defaultCacheDir, type ExtractProgress } from '../train/features.ts';
-import { score } from '../train/score.ts';
+import { answeredWrong, score } from '../train/score.ts';
 import { train } from '../train/train.ts';
 import { JobDataMissing, type JobContext, type JobWork, type ProgressUpdate } from './runner.ts';
 import type { JobKind, JobParams, ModelMetrics, RetrainSummary, ScoreSummary } from './types.ts';
@@ -104,7 +104,7 @@ export function pipelineWork(o: { classifier: Classifier; dataDir: string; regis
     const outDir = join(o.dataDir, 'jobs', ctx.record.id);
     await mkdir(outDir, { recursive: true });
     const submissionCsv = join(outDir, 'submission.csv');
-    const worstPng = params.labels ? join(outDir, 'worst-errors.png') : null;
+    const worstPng = params.labels ? join(outDir, 'highest-loss.png') : null;
     ctx.progress({ stage: 'extract', message: `scoring ${params.source}` });
     const r = await score({
       source: params.source,
@@ -127,6 +127,8 @@ export function pipelineWork(o: { classifier: Classifier; dataDir: string; regis
       accuracy: r.accuracy ?? null,
       confusion: r.confusion ?? null,
       worstPng,
+      worstShown: r.worst?.length ?? 0,
+      worstWrong: r.worst?.filter(answeredWrong).length ?? 0,
     };
   }
 

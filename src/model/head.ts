@@ -8,7 +8,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { ModelError } from '../errors.ts';
 import { BACKBONES, fusedWidth } from './backbones/index.ts';
+import { DEFAULT_NEITHER, validNeither, type NeitherRule } from './neither.ts';
 import type { BackboneName } from './types.ts';
+import { legacyViews, parseViews, type ViewSpec } from './views.ts';
 
 export const HEAD_FORMAT = 'catdog-head/1';
 
@@ -28,6 +30,15 @@ export interface HeadFile {
   bias: number;
   /** Test-time augmentation the head expects: features averaged over the photo and its mirror. */
   tta?: 'none' | 'flip';
+  /**
+   * The views whose features are averaged at answer time (e.g. ["224", "224f", "288"]; see
+   * views.ts). When given it replaces `tta`; without it the views are 224 (and 224f with flip).
+   */
+  views?: string[];
+  /** Calibration of the logit, fitted out of fold: P(dog) = sigmoid(a * (w·x + b) + b'). */
+  calibration?: { kind: 'temperature' | 'platt'; a: number; b: number };
+  /** The "neither" rule shipped with this head (default: no cat or dog class in the top 10). */
+  neither?: NeitherRule;
   /** What training recorded (recipe, metrics, sources…). */
   meta?: HeadMeta;
 }
@@ -39,6 +50,8 @@ export interface HeadMetrics {
   trainCount?: number;
   valCount?: number;
   valBySource?: Record<string, { n: number; logloss: number; accuracy: number }>;
+  /** How valLoss was measured: absent for one validation split, e.g. "5-fold out-of-fold". */
+  kind?: string;
 }
 
 /**
@@ -55,7 +68,14 @@ export interface HeadMeta {
   sources?: string[];
   sourceHash?: string;
   photos?: number;
-  outliers?: { flagged?: number; excluded?: number; topK?: number; reviewedList?: string | null };
+  outliers?: { flagged?: number; excluded?: number; topK?: number; reviewedList?: string | null; rule?: string; massBelow?: number };
+  /** `catdog train --folds`: folds, views, OOF metrics, calibration, the paired comparison with the baseline. */
+  cv?: Record<string, unknown>;
+  /** `catdog train --sample N`: the seeded sample trained on. */
+  sample?: { n: number; of: number; order: string };
+  /** scripts/neither.ts --apply: the model this one was made from, and the rule's calibration. */
+  derivedFrom?: string;
+  neitherCalibration?: Record<string, unknown>;
   metrics?: HeadMetrics;
   candidates?: unknown[];
   history?: unknown[];
@@ -77,7 +97,16 @@ export class Head {
     return this.file.backbones;
   }
 
-  /** The logit w·x + b for one fused feature vector. */
+  /** The views averaged at answer time. */
+  get views(): ViewSpec[] {
+    return this.file.views ? parseViews(this.file.views) : legacyViews(this.file.tta === 'flip');
+  }
+
+  get neither(): NeitherRule {
+    return this.file.neither ?? DEFAULT_NEITHER;
+  }
+
+  /** The (calibrated) logit for one fused feature vector. */
   logit(features: Float32Array): number {
     if (features.length !== this.kernel.length) {
       throw new ModelError('head_mismatch', `The head expects ${this.kernel.length} features, got ${features.length}.`);
@@ -88,7 +117,8 @@ export class Head {
       const x = mean && invScale ? (features[i] - mean[i]) * invScale[i] : features[i];
       z += kernel[i] * x;
     }
-    return z;
+    const c = this.file.calibration;
+    return c ? c.a * z + c.b : z;
   }
 
   /** P(dog) for one fused feature vector. */
@@ -126,6 +156,16 @@ function validateHead(f: HeadFile): void {
   for (const k of ['mean', 'scale'] as const) {
     if (f[k] && f[k]!.length !== f.featureSize) throw bad(`${k} has ${f[k]!.length} values`);
   }
+  if (f.views !== undefined) {
+    if (!Array.isArray(f.views)) throw bad('views is not a list');
+    try {
+      parseViews(f.views);
+    } catch (e) {
+      throw bad(`views: ${(e as Error).message}`);
+    }
+  }
+  if (f.calibration && !(Number.isFinite(f.calibration.a) && Number.isFinite(f.calibration.b))) throw bad('calibration is not finite');
+  if (f.neither && !validNeither(f.neither)) throw bad(`unknown or malformed neither rule ${JSON.stringify({ ...f.neither, centroids: undefined })}`);
 }
 
 export async function loadHead(path: string): Promise<Head> {

@@ -5,14 +5,16 @@
  * One append-only file per backbone+weights: records of [32-byte sha256][1-byte view][dim x f32] (dim: the backbone's width, 2048 for the three ImageNet ones).
  * A record is written with a single write() call; a process killed mid-write leaves at most one
  * partial record at the end, which the next open cuts off. So an interrupted extraction leaves
- * the cache consistent, and a rerun computes only what is missing.
+ * the cache consistent, and a rerun computes only what is missing. A cache opened read-only
+ * (another process may be appending) ignores a partial last record instead of cutting it.
  */
 import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
 const HASH_BYTES = 32;
 
-export type View = 0 | 1; // 0 = the photo, 1 = its mirror image
+/** A view's one-byte code (src/model/views.ts): 0 = the photo at 224, 1 = its mirror image, others for other sizes. */
+export type View = number;
 
 export class FeatureCache {
   private readonly index = new Map<string, number>(); // `${hash}:${view}` → record number
@@ -25,13 +27,14 @@ export class FeatureCache {
     readonly path: string,
     /** Floats per record: the backbone's `features` for pooled features, 1000 for ImageNet probabilities. */
     readonly dim: number,
+    readonly readOnly = false,
   ) {
     this.recordBytes = HASH_BYTES + 1 + dim * 4;
     const RECORD_BYTES = this.recordBytes;
-    this.fd = openSync(path, existsSync(path) ? 'r+' : 'w+');
+    this.fd = openSync(path, readOnly ? 'r' : existsSync(path) ? 'r+' : 'w+');
     const size = fstatSync(this.fd).size;
     this.records = Math.floor(size / RECORD_BYTES);
-    if (size !== this.records * RECORD_BYTES) ftruncateSync(this.fd, this.records * RECORD_BYTES); // cut a torn record
+    if (size !== this.records * RECORD_BYTES && !readOnly) ftruncateSync(this.fd, this.records * RECORD_BYTES); // cut a torn record
     const head = Buffer.alloc(HASH_BYTES + 1);
     for (let r = 0; r < this.records; r++) {
       readSync(this.fd, head, 0, head.length, r * RECORD_BYTES);
@@ -40,9 +43,14 @@ export class FeatureCache {
   }
 
   /** Opens (or creates) the cache for one backbone's weights under `dir`. */
-  static open(dir: string, name: string, weightsId: string, dim: number): FeatureCache {
+  static open(dir: string, name: string, weightsId: string, dim: number, options: { readOnly?: boolean } = {}): FeatureCache {
+    const path = join(dir, `${name}-${weightsId.slice(0, 16)}.f${dim}`);
+    if (options.readOnly) {
+      if (!existsSync(path)) throw new Error(`no feature cache at ${path}`);
+      return new FeatureCache(path, dim, true);
+    }
     mkdirSync(dir, { recursive: true });
-    return new FeatureCache(join(dir, `${name}-${weightsId.slice(0, 16)}.f${dim}`), dim);
+    return new FeatureCache(path, dim);
   }
 
   get size(): number {
@@ -62,6 +70,8 @@ export class FeatureCache {
   }
 
   put(hash: string, view: View, features: Float32Array): void {
+    if (this.readOnly) throw new Error(`${this.path} is open read-only`);
+    if (!Number.isInteger(view) || view < 0 || view > 255) throw new RangeError(`view code ${view} is not a byte`);
     if (features.length !== this.dim) throw new Error(`vector of ${features.length}, expected ${this.dim}`);
     const key = `${hash}:${view}`;
     if (this.index.has(key)) return;

@@ -12,7 +12,10 @@ import { BACKBONES, fusedWidth } from '../model/backbones/index.ts';
 import type { BackboneName } from '../model/types.ts';
 import type { DecodedImage } from '../vision/decode.ts';
 import { contentHash, type Sample } from './dataset.ts';
-import { FeatureCache, type View } from './feature-cache.ts';
+import { FeatureCache } from './feature-cache.ts';
+import type { BackboneInfo } from '../model/onnx/session.ts';
+import { legacyViews, viewCode, type ViewSpec } from '../model/views.ts';
+import type { ViewData } from './cv.ts';
 import type { TrainingSet } from './fit.ts';
 
 export interface ExtractProgress {
@@ -29,8 +32,10 @@ export interface ExtractProgress {
 export interface ExtractOptions {
   /** Folder of the feature caches. */
   cacheDir: string;
-  /** Also cache the mirror image's features (test-time augmentation). */
+  /** Also cache the mirror image's features (test-time augmentation). Ignored when `views` is given. */
   flip?: boolean;
+  /** The views to cache (default: 224, plus 224f with `flip`). */
+  views?: readonly ViewSpec[];
   batchSize?: number;
   signal?: AbortSignal;
   onProgress?: (p: ExtractProgress) => void;
@@ -57,11 +62,22 @@ export interface FeatureStore {
 }
 
 export function openFeatureStore(classifier: Classifier, cacheDir: string): FeatureStore {
-  const info = classifier.info().backboneInfo;
+  return openFeatureStoreFor(classifier.info().backboneInfo, cacheDir);
+}
+
+/**
+ * The caches of some backbones' weights. `readOnly` reads a cache another process may still be
+ * appending to (an extraction running in the background) without touching it.
+ */
+export function openFeatureStoreFor(
+  info: readonly Pick<BackboneInfo, 'name' | 'weightsId' | 'hasTop'>[],
+  cacheDir: string,
+  options: { readOnly?: boolean } = {},
+): FeatureStore {
   const caches = new Map<BackboneName, FeatureCache>();
-  for (const b of info) caches.set(b.name, FeatureCache.open(cacheDir, b.name, b.weightsId, BACKBONES[b.name].features));
+  for (const b of info) caches.set(b.name, FeatureCache.open(cacheDir, b.name, b.weightsId, BACKBONES[b.name].features, options));
   const resnet = info.find((b) => b.name === 'resnet50' && b.hasTop);
-  const imagenet = resnet ? FeatureCache.open(cacheDir, 'resnet50-imagenet', resnet.weightsId, 1000) : null;
+  const imagenet = resnet ? FeatureCache.open(cacheDir, 'resnet50-imagenet', resnet.weightsId, 1000, options) : null;
   return {
     backbones: info.map((b) => b.name),
     caches,
@@ -73,9 +89,10 @@ export function openFeatureStore(classifier: Classifier, cacheDir: string): Feat
   };
 }
 
-function complete(store: FeatureStore, hash: string, views: View[]): boolean {
-  for (const c of store.caches.values()) for (const v of views) if (!c.has(hash, v)) return false;
-  return !store.imagenet || store.imagenet.has(hash, 0);
+/** ImageNet probabilities are cached for the views that are not mirrored (a mirror's are near-identical). */
+function complete(store: FeatureStore, hash: string, views: readonly ViewSpec[]): boolean {
+  for (const c of store.caches.values()) for (const v of views) if (!c.has(hash, viewCode(v))) return false;
+  return !store.imagenet || views.every((v) => v.flip || store.imagenet!.has(hash, viewCode(v)));
 }
 
 export async function extractFeatures(samples: Sample[], classifier: Classifier, o: ExtractOptions): Promise<ExtractResult> {
@@ -88,7 +105,7 @@ export async function extractFeatures(samples: Sample[], classifier: Classifier,
 }
 
 export async function extractInto(store: FeatureStore, samples: Sample[], classifier: Classifier, o: ExtractOptions): Promise<ExtractResult> {
-  const views: View[] = o.flip ? [0, 1] : [0];
+  const views = o.views ?? legacyViews(!!o.flip);
   // ONNX Runtime on 2 cores is no faster per photo in larger batches, and batches cost memory.
   const batchSize = o.batchSize ?? 1;
   const result: ExtractResult = { ok: [], failures: [], computed: 0, cached: 0 };
@@ -115,12 +132,13 @@ export async function extractInto(store: FeatureStore, samples: Sample[], classi
     pending = [];
     const r = await classifier.backboneFeatures(
       batch.map((p) => p.image),
-      { views: o.flip ? 2 : 1, priority: 'batch', signal: o.signal },
+      { views, priority: 'batch', signal: o.signal },
     );
     batch.forEach((p, i) => {
-      for (const [name, cache] of store.caches) r.perBackbone[name]![i].forEach((f, v) => cache.put(p.item.hash, v as View, f));
-      const probs = r.imagenet[i];
-      if (store.imagenet && probs) store.imagenet.put(p.item.hash, 0, probs);
+      for (const [name, cache] of store.caches) r.perBackbone[name]![i].forEach((f, k) => cache.put(p.item.hash, viewCode(views[k]), f));
+      r.imagenetViews[i].forEach((probs, k) => {
+        if (store.imagenet && probs && !views[k].flip) store.imagenet.put(p.item.hash, viewCode(views[k]), probs);
+      });
       result.ok.push(p.item);
     });
     result.computed += batch.length;
@@ -159,8 +177,8 @@ export async function extractInto(store: FeatureStore, samples: Sample[], classi
   return result;
 }
 
-/** Fused features (mean over views when `flip`) and labels of extracted samples, from the cache. */
-export function trainingSet(store: FeatureStore, items: ExtractedSample[], flip: boolean): TrainingSet {
+/** Fused features (mean over the views: 224 and, when `flip`, 224f; or the views given) and labels of extracted samples, from the cache. */
+export function trainingSet(store: FeatureStore, items: ExtractedSample[], flip: boolean | readonly ViewSpec[]): TrainingSet {
   const d = fusedWidth(store.backbones);
   const labelled = items.filter((i) => i.sample.label !== null);
   const x = new Float32Array(labelled.length * d);
@@ -172,10 +190,11 @@ export function trainingSet(store: FeatureStore, items: ExtractedSample[], flip:
   return { x, y, n: labelled.length, d };
 }
 
-export function fusedFromStore(store: FeatureStore, hash: string, flip: boolean): Float32Array {
+export function fusedFromStore(store: FeatureStore, hash: string, flip: boolean | readonly ViewSpec[]): Float32Array {
+  const views = typeof flip === 'boolean' ? legacyViews(flip) : flip;
   const perBackbone: Partial<Record<BackboneName, Float32Array[]>> = {};
   for (const [name, cache] of store.caches) {
-    const vs = (flip ? [0, 1] : [0]).map((v) => cache.get(hash, v as View));
+    const vs = views.map((v) => cache.get(hash, viewCode(v)));
     if (vs.some((v) => !v)) throw new Error(`features of ${hash.slice(0, 12)} missing from the cache`);
     perBackbone[name] = vs as Float32Array[];
   }
@@ -184,4 +203,61 @@ export function fusedFromStore(store: FeatureStore, hash: string, flip: boolean)
 
 export function defaultCacheDir(dataDir: string): string {
   return join(dataDir, 'features');
+}
+
+/**
+ * The labelled photos' features under each of `views`, one n x d matrix per view (backbones
+ * concatenated in order), for cross-validation. A photo with a view missing from the cache is
+ * left out and counted in `missing` (an extraction may still be running).
+ */
+export function viewData(
+  store: FeatureStore,
+  items: readonly ExtractedSample[],
+  views: readonly ViewSpec[],
+): { data: ViewData; items: ExtractedSample[]; missing: number } {
+  const d = 2048 * store.backbones.length;
+  const kept: { item: ExtractedSample; rows: Float32Array[][] }[] = [];
+  let missing = 0;
+  for (const item of items) {
+    if (item.sample.label === null) continue;
+    const rows: Float32Array[][] = [];
+    let ok = true;
+    for (const v of views) {
+      const perBackbone: Float32Array[] = [];
+      for (const cache of store.caches.values()) {
+        const f = cache.get(item.hash, viewCode(v));
+        if (!f) ok = false;
+        else perBackbone.push(f);
+      }
+      rows.push(perBackbone);
+    }
+    if (ok) kept.push({ item, rows });
+    else missing++;
+  }
+  const n = kept.length;
+  const x = views.map((_, v) => {
+    const m = new Float32Array(n * d);
+    kept.forEach((k, i) => k.rows[v]!.forEach((f, b) => m.set(f, i * d + b * 2048)));
+    return m;
+  });
+  return {
+    data: { views: [...views], x, y: Uint8Array.from(kept, (k) => k.item.sample.label!), n, d, groups: kept.map((k) => k.item.hash) },
+    items: kept.map((k) => k.item),
+    missing,
+  };
+}
+
+/** Hashes of labelled photos of a dataset, read from the photos themselves (no backbone run). */
+export async function hashSamples(samples: readonly Sample[], signal?: AbortSignal): Promise<{ ok: ExtractedSample[]; failures: { sample: Sample; reason: string }[] }> {
+  const ok: ExtractedSample[] = [];
+  const failures: { sample: Sample; reason: string }[] = [];
+  for (const sample of samples) {
+    signal?.throwIfAborted();
+    try {
+      ok.push({ sample, hash: contentHash(await sample.read()) });
+    } catch (err) {
+      failures.push({ sample, reason: `cannot read: ${(err as Error).message}` });
+    }
+  }
+  return { ok, failures };
 }

@@ -36,6 +36,22 @@ export interface ScoreResult {
   rows: { id: number; dog: number }[];
 }
 
+/** Whether a scored photo was answered wrong (P(dog) on the wrong side of 0.5). */
+export const answeredWrong = (w: { label: number; dog: number }): boolean => (w.dog >= 0.5 ? 1 : 0) !== w.label;
+
+/**
+ * The sheet shows the highest-loss photos, which are errors only when answered wrong: the title
+ * says how many of them were, and each caption says which.
+ */
+export function worstTitle(worst: readonly { label: number; dog: number }[]): string {
+  const wrong = worst.filter(answeredWrong).length;
+  return `The ${worst.length} highest-loss photos: ${wrong} answered wrong${wrong < worst.length ? `, ${worst.length - wrong} right but least sure` : ''}`;
+}
+
+export function worstCaption(w: { id: number; label: number; dog: number }): string[] {
+  return [`${w.id}.jpg: ${w.label ? 'dog' : 'cat'}`, `p(dog) = ${w.dog.toFixed(3)}`, answeredWrong(w) ? `WRONG: answered ${w.dog >= 0.5 ? 'dog' : 'cat'}` : 'right'];
+}
+
 /** Kaggle's submission format. */
 export function submissionCsv(rows: { id: number; dog: number }[]): string {
   const sorted = [...rows].sort((a, b) => a.id - b.id);
@@ -45,15 +61,15 @@ export function submissionCsv(rows: { id: number; dog: number }[]): string {
 export async function score(o: ScoreOptions): Promise<ScoreResult> {
   const head = o.classifier.activeHead;
   if (!head) throw new CatdogError('no_head', 'No active model to score with: train one first (`catdog train --promote`).');
-  const flip = head.file.tta === 'flip';
+  const views = head.views;
   const ds = await openDataset(o.source, { kind: 'test' });
   const store = openFeatureStore(o.classifier, o.cacheDir);
   try {
     const samples = ds.samples.filter((s) => s.id !== null);
     if (!samples.length) throw new CatdogError('no_test_data', `No test photos (test/N.jpg) in ${[o.source].flat().join(', ')}.`);
     const t0 = performance.now();
-    const extracted = await extractInto(store, samples, o.classifier, { cacheDir: o.cacheDir, flip, signal: o.signal, onProgress: o.onProgress });
-    const rows = extracted.ok.map((x) => ({ id: x.sample.id!, dog: head.predict(fusedFromStore(store, x.hash, flip)) }));
+    const extracted = await extractInto(store, samples, o.classifier, { cacheDir: o.cacheDir, views, signal: o.signal, onProgress: o.onProgress });
+    const rows = extracted.ok.map((x) => ({ id: x.sample.id!, dog: head.predict(fusedFromStore(store, x.hash, views)) }));
     const msPerImage = (performance.now() - t0) / Math.max(1, samples.length);
     // A photo we could not read still needs a row for Kaggle: the uninformed 0.5.
     for (const f of extracted.failures) rows.push({ id: f.sample.id!, dog: 0.5 });
@@ -82,10 +98,10 @@ export async function score(o: ScoreOptions): Promise<ScoreResult> {
         const items = await Promise.all(
           result.worst.map(async (w) => ({
             image: await byId.get(w.id)!.read(),
-            caption: [`${w.id}.jpg: ${w.label ? 'dog' : 'cat'}`, `p(dog) = ${w.dog.toFixed(3)}`],
+            caption: worstCaption(w),
           })),
         );
-        await writeFile(o.worstPng, await contactSheetPng(items, { title: `The ${items.length} worst errors (highest log loss)` }));
+        await writeFile(o.worstPng, await contactSheetPng(items, { title: worstTitle(result.worst) }));
       }
     }
     return result;

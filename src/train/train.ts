@@ -21,6 +21,8 @@ import { openDataset } from './dataset.ts';
 import { extractInto, openFeatureStore, trainingSet, type ExtractProgress } from './features.ts';
 import { fitLogreg, fitSeedRecipe, predictLinear, split, type FittedHead, type TrainingSet } from './fit.ts';
 import { accuracy, logLoss } from './metrics.ts';
+import type { PairedComparison } from './cv.ts';
+import { trainCv, type CvOptions } from './train-cv.ts';
 
 export type Recipe = 'auto' | 'seed' | 'logreg';
 
@@ -52,6 +54,10 @@ export interface TrainOptions {
   /** A reviewed outliers.csv: exactly these are left out (instead of the automatic list). */
   outliersFile?: string;
   cleanTopK?: number;
+  /** Choose by k-fold cross-validation (train-cv.ts) instead of one validation split. */
+  cv?: CvOptions;
+  /** Train on a seeded random sample of this many labelled photos (the first N of `catdog features --shuffle`'s order). */
+  sample?: number;
   signal?: AbortSignal;
   onProgress?: (p: TrainProgress) => void;
 }
@@ -77,9 +83,12 @@ export interface TrainResult {
   failures: { key: string; reason: string }[];
   curvesPng: string;
   outliersCsv: string;
+  /** With cross-validation: folds, answer views, calibration, the baseline's OOF metrics and the paired comparison with it. */
+  cv?: { folds: number; views: string[]; calibration: string; baseline: { n: number; logloss: number; accuracy: number }; paired: PairedComparison };
 }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
+  if (o.cv) return trainCv({ ...o, cv: o.cv });
   const progress = (stage: TrainProgress['stage'], message: string, extract?: ExtractProgress) => o.onProgress?.({ stage, message, extract });
   const classifier = o.classifier;
   await mkdir(o.outDir, { recursive: true });

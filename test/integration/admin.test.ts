@@ -281,7 +281,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect(registry.readActiveState().active).toBe(firstModel);
   });
 
-  it('/score: submission.csv, log loss, accuracy, the confusion matrix and the worst errors', async () => {
+  it('/score: submission.csv, log loss, accuracy, the confusion matrix and the highest-loss photos (wrong ones counted)', async () => {
     const firstModel = await activeModel();
     const i = fake.slashCommand('score', { user: alice });
     const final = await waitEdit(i.token, (r) => / — (done|failed)$/.test(title(r)), 'the end of the scoring');
@@ -291,8 +291,9 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect(embed.fields.find((f: any) => f.name === 'Model').value).toBe(`\`${firstModel}\``);
     expect(embed.fields.find((f: any) => f.name === 'Against the labels').value).toMatch(/log loss \*\*\d\.\d{4}\*\* · accuracy \*\*\d+\.\d{2}%\*\*/);
     expect(embed.fields.find((f: any) => f.name === 'Confusion matrix').value).toMatch(/predicted cat {2}predicted dog\ntrue cat +\d+ +\d+\ntrue dog +\d+ +\d+/);
-    expect(embed.image.url).toBe('attachment://worst-errors.png');
-    expect(final.files.map((f) => f.name)).toEqual(['submission.csv', 'worst-errors.png']);
+    expect(embed.image.url).toBe('attachment://highest-loss.png');
+    expect(embed.description).toMatch(/the 10 highest-loss photos, \d+ of them answered wrong/);
+    expect(final.files.map((f) => f.name)).toEqual(['submission.csv', 'highest-loss.png']);
     const csv = final.files[0]!.bytes.toString('utf8').trim().split('\n');
     expect(csv[0]).toBe('id,label');
     expect(csv.slice(1).map((l) => Number(l.split(',')[0]))).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);

@@ -14,6 +14,7 @@ import { Classifier } from '../../src/model/classifier.ts';
 import { HEAD_FORMAT, Head } from '../../src/model/head.ts';
 import { Registry } from '../../src/model/registry.ts';
 import { modelSettings } from '../../src/model/settings.ts';
+import { parseViews } from '../../src/model/views.ts';
 import { openDataset, readLabelsCsv } from '../../src/train/dataset.ts';
 import { repoRoot, requireShared } from '../helpers/shared.ts';
 
@@ -67,6 +68,31 @@ describe('classifier', () => {
     expect(p.label).toBe('neither');
   });
 
+  it('computes several views in one call: 224 as before, its mirror, and 288 px from the same graph', async (ctx) => {
+    const zip = requireShared('data', 'dogs-vs-cats', 'train.zip');
+    if (!zip) return ctx.skip();
+    const ds = await openDataset(zip);
+    const img = await classifier.decode(await ds.samples[3]!.read());
+    await ds.close();
+    const one = await classifier.backboneFeatures([img], { views: 2 });
+    const three = await classifier.backboneFeatures([img], { views: parseViews('224,224f,288') });
+    const [f224, f224f, f288] = three.perBackbone.resnet50![0]!;
+    expect(Array.from(f224!)).toEqual(Array.from(one.perBackbone.resnet50![0]![0]!));
+    expect(Array.from(f224f!)).toEqual(Array.from(one.perBackbone.resnet50![0]![1]!));
+    expect(f288).toHaveLength(2048);
+    const cos = (a: Float32Array, b: Float32Array) => {
+      let ab = 0, aa = 0, bb = 0;
+      for (let i = 0; i < a.length; i++) (ab += a[i]! * b[i]!), (aa += a[i]! ** 2), (bb += b[i]! ** 2);
+      return ab / Math.sqrt(aa * bb);
+    };
+    // Another scale of the same photo: close, not equal.
+    expect(cos(f224!, f288!)).toBeGreaterThan(0.7);
+    expect(cos(f224!, f288!)).toBeLessThan(0.9999);
+    const probs288 = three.imagenetViews[0]![2]!;
+    expect(probs288.reduce((s, v) => s + v, 0)).toBeCloseTo(1, 3);
+    expect(three.imagenet[0]).toEqual(three.imagenetViews[0]![0]);
+  });
+
   it('gives typed errors for bad input, and keeps working after them', async () => {
     await expect(classifier.classify(new Uint8Array(0))).rejects.toBeInstanceOf(UnsupportedImage);
     await expect(classifier.classify(Buffer.from('<html><body>hi</body></html>'))).rejects.toThrow(/HTML/);
@@ -101,6 +127,8 @@ describe('several backbones', () => {
       // A head for these two backbones is accepted; the ResNet50-only active head is not.
       expect(() => c.setHead(new Head({ format: HEAD_FORMAT, backbones: ['resnet50', 'xception'], featureSize: 4096, kernel: Array(4096).fill(0.001), bias: 0 }))).not.toThrow();
       expect((await c.classify(jpeg)).backbones).toEqual(['resnet50', 'xception']);
+      // Xception's graph has one input size: a 288 px view is refused in a sentence.
+      await expect(c.backboneFeatures([await c.decode(jpeg)], { views: parseViews('288') })).rejects.toThrow(/Xception takes only its own input size/);
     } finally {
       await c.close();
     }

@@ -15,6 +15,7 @@ import { openDataset } from '../../src/train/dataset.ts';
 import { extractFeatures } from '../../src/train/features.ts';
 import { score } from '../../src/train/score.ts';
 import { train } from '../../src/train/train.ts';
+import { parseViews } from '../../src/model/views.ts';
 import { repoRoot, requireShared } from '../helpers/shared.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'catdog-pipeline-'));
@@ -147,6 +148,41 @@ describe('training, promotion and scoring', () => {
       expect(s.n).toBe(10);
       expect(s.accuracy).toBeGreaterThanOrEqual(0.8);
       expect(s.logloss).toBeGreaterThan(0);
+    } finally {
+      await scorer.close();
+    }
+  });
+
+  it('with --folds: chooses by grouped cross-validation over several views, records it, and scores with those views', async (ctx) => {
+    if (!ready) return ctx.skip();
+    const cacheDir = join(work, 'cache-train');
+    const r = await train({
+      sources: [join(work, 'slice')],
+      classifier: classifier!,
+      cacheDir,
+      registry,
+      outDir: join(work, 'reports-cv'),
+      l2: [0.1, 0.01],
+      cv: { folds: 3, views: parseViews('224,224f,288'), calibration: 'auto', neither: { rule: 'mass', threshold: 0.005 } },
+    });
+    expect(r.cv).toMatchObject({ folds: 3, views: ['224', '224f', '288'] });
+    // Every readable photo is predicted out of fold, flagged ones included; training leaves those out.
+    expect(r.valCount).toBe(48);
+    expect(r.trainCount).toBe(48 - r.outliers);
+    expect(r.head.views).toEqual(['224', '224f', '288']);
+    expect(r.head.neither).toEqual({ rule: 'mass', threshold: 0.005 });
+    const cv = r.head.meta!.cv as { folds: number; oof: { n: number; logloss: number }; pairedVsBaseline: { n: number; lo: number; hi: number }; calibration: { chosen: string } };
+    expect(cv.folds).toBe(3);
+    expect(cv.oof.n).toBe(48);
+    expect(cv.pairedVsBaseline.n).toBe(48);
+    expect(cv.pairedVsBaseline.lo).toBeLessThanOrEqual(cv.pairedVsBaseline.hi);
+    expect(['none', 'temperature', 'platt']).toContain(cv.calibration.chosen);
+    expect(r.chosen.fitted.valAcc).toBeGreaterThanOrEqual(0.85);
+    const scorer = await Classifier.load({ model, head: registry.headPath(r.modelId) });
+    try {
+      const s = await score({ source: join(work, 'testset'), classifier: scorer, cacheDir, out: join(work, 'submission-cv.csv'), labels: join(work, 'testset', 'labels.csv') });
+      expect(s.n).toBe(10);
+      expect(s.accuracy).toBeGreaterThanOrEqual(0.8);
     } finally {
       await scorer.close();
     }

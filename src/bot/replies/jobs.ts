@@ -126,6 +126,13 @@ export function retrainResultEmbed(r: JobRecord, s: RetrainSummary, curvesName: 
 }
 
 /** The end of a scoring run. */
+/** What the contact sheet under a score shows: the highest-loss photos, errors only when answered wrong. */
+export function highestLossLine(s: Pick<ScoreSummary, 'worstShown' | 'worstWrong'>): string {
+  if (s.worstShown === undefined || s.worstWrong === undefined) return 'The highest-loss photos are below.';
+  const right = s.worstShown - s.worstWrong;
+  return `Below: the ${s.worstShown} highest-loss photos, ${s.worstWrong} of them answered wrong${right ? ` (marked WRONG; the other ${right} were answered right, just least surely)` : ''}.`;
+}
+
 export function scoreResultEmbed(r: JobRecord, s: ScoreSummary, worstName: string | null): APIEmbed {
   const fields: NonNullable<APIEmbed['fields']> = [
     { name: 'Photos', value: `${s.n}${s.unreadable ? ` (${s.unreadable} unreadable, given 0.5)` : ''}`, inline: true },
@@ -138,7 +145,7 @@ export function scoreResultEmbed(r: JobRecord, s: ScoreSummary, worstName: strin
   }
   return {
     title: `${jobTitle(r)} — done`,
-    description: `\`submission.csv\` is attached (Kaggle's format: id,label = P(dog)).${worstName ? ' The worst errors are below.' : ''}`,
+    description: `\`submission.csv\` is attached (Kaggle's format: id,label = P(dog)).${worstName ? ` ${highestLossLine(s)}` : ''}`,
     color: JOB_COLOURS.succeeded,
     fields,
     ...(worstName ? { image: { url: `attachment://${worstName}` } } : {}),

@@ -77,6 +77,7 @@ export const resnet50: BackboneDefinition = {
   title: 'ResNet50',
   arena: false,
   inputSize: 224,
+  anySize: true,
   preprocess: 'caffe',
   features: 2048,
   kerasWeights: kerasNotopWeights('resnet', 'resnet50', '4d473c1dd8becc155b73f8504c6f6626'),

@@ -29,6 +29,12 @@ export interface BackboneDefinition {
   /** Human name, e.g. "ResNet50". */
   title: string;
   inputSize: number;
+  /**
+   * True when every padding in the graph is the same at any input size (ResNet50: 'same' only on
+   * stride-1 3x3 convolutions, explicit zero padding elsewhere), so the exported graph takes any
+   * H x W and global average pooling gives 2048 features at 224, 288 or 320 px alike.
+   */
+  anySize?: boolean;
   /** Keras `preprocess_input` mode of this architecture. */
   preprocess: PreprocessMode;
   /** Pooled feature size (the width of this backbone's part of the fused vector). */

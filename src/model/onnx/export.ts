@@ -262,7 +262,7 @@ export function exportOnnx(bound: BoundBackbone, options: ExportOptions = {}): U
       name: graph.name,
       node: b.nodes,
       initializer: b.initializers,
-      input: [valueInfo('input', ['N', 3, size, size])],
+      input: [valueInfo('input', bound.definition.anySize ? ['N', 3, 'H', 'W'] : ['N', 3, size, size])],
       output: outputs,
     }),
     metadataProps: [

@@ -12,9 +12,10 @@ import type { BackboneDefinition } from '../backbones/types.ts';
 import { bindWeights } from '../weights/bind.ts';
 import { readWeights, resolveWeights, type ResolvedWeights } from '../weights/sources.ts';
 import { exportOnnx } from './export.ts';
+import { ModelError } from '../../errors.ts';
 
 /** Bumped whenever the exporter's output changes, so cached graphs are rebuilt. */
-export const EXPORT_VERSION = 1;
+export const EXPORT_VERSION = 2; // 2: any input size for backbones with `anySize`
 
 export interface RuntimeOptions {
   /** Threads per ONNX Runtime session (CATDOG_THREADS; default: the machine's cores, at most 4). */
@@ -140,13 +141,20 @@ export async function loadBackbone(
   };
 }
 
-/** Runs a backbone on a batch of preprocessed NCHW inputs (concatenated). */
+/**
+ * Runs a backbone on a batch of preprocessed NCHW inputs (concatenated), all `size` px square
+ * (default: the backbone's input size; another size only for backbones with `anySize`).
+ */
 export async function runBackbone(
   b: LoadedBackbone,
   batch: Float32Array,
   n: number,
+  size = b.definition.inputSize,
 ): Promise<{ features: Float32Array; imagenet: Float32Array | null }> {
-  const s = b.definition.inputSize;
+  const s = size;
+  if (s !== b.definition.inputSize && !b.definition.anySize) {
+    throw new ModelError('view_size', `${b.definition.title} takes only ${b.definition.inputSize} px inputs, not ${s}.`);
+  }
   const input = new ort.Tensor('float32', batch, [n, 3, s, s]);
   const fetches = b.info.hasTop ? ['features', 'imagenet'] : ['features'];
   const out = await b.session.run({ input }, fetches);

@@ -1,0 +1,51 @@
+/**
+ * Answer latency for one photo (decode + every view's backbone run + head + "neither"), by the
+ * views a head averages: the same head weights asked with each set of views, interleaved
+ * round-robin so that load from other work on the machine hits every variant alike.
+ *
+ *   npx tsx scripts/latency.ts [--photos 8] [--rounds 15] [--variants 224,224f 224,224f,288 224,224f,288,288f]
+ *
+ * Photos come from train.zip (full resolution, as users post them). Prints the median and p90 of
+ * each variant and its ratio to the first.
+ */
+import { parseArgs } from 'node:util';
+import { Classifier } from '../src/model/classifier.ts';
+import { Head, loadHead } from '../src/model/head.ts';
+import { Registry } from '../src/model/registry.ts';
+import { loadConfig } from '../src/config.ts';
+import { openDataset } from '../src/train/dataset.ts';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { photos: { type: 'string', default: '8' }, rounds: { type: 'string', default: '15' } },
+});
+const variants = positionals.length ? positionals : ['224,224f', '224,224f,288', '224,224f,288,288f'];
+const config = loadConfig();
+const base = await loadHead(new Registry(config.model.registryDir).activeHeadPath()!);
+const heads = variants.map((v) => new Head({ ...base.file, views: v.split(',') }));
+const c = await Classifier.load({ model: config.model, head: heads[0]! });
+const ds = await openDataset('../shared/data/dogs-vs-cats/train.zip', { kind: 'train' });
+const photos = await Promise.all(ds.samples.filter((_, i) => i % 250 === 7).slice(0, Number(values.photos)).map((s) => s.read()));
+const times = variants.map(() => [] as number[]);
+for (const h of heads) {
+  c.setHead(h);
+  await c.classify(photos[0]!); // warm-up (first run of a new input size plans the graph)
+}
+for (let r = 0; r < Number(values.rounds); r++) {
+  for (const photo of photos) {
+    for (let k = 0; k < heads.length; k++) {
+      c.setHead(heads[k]!);
+      const t = performance.now();
+      await c.classify(photo);
+      times[k]!.push(performance.now() - t);
+    }
+  }
+}
+const q = (a: number[], f: number) => [...a].sort((x, y) => x - y)[Math.floor(f * (a.length - 1))]!;
+const m0 = q(times[0]!, 0.5);
+variants.forEach((v, k) => {
+  const med = q(times[k]!, 0.5);
+  process.stdout.write(`views ${v}: median ${med.toFixed(1)} ms, p90 ${q(times[k]!, 0.9).toFixed(1)} ms per answer (${times[k]!.length} answers), ${(med / m0).toFixed(2)}x the first\n`);
+});
+await ds.close();
+await c.close();
