@@ -6,7 +6,7 @@
 import { ActionRowBuilder, type ButtonBuilder, MessageFlags } from 'discord.js';
 import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand, type ButtonRoute } from '../src/bot/command.ts';
-import { BUTTONS, JobMessage, cancelRow, resumeButton } from '../src/bot/job-message.ts';
+import { BUTTONS, cancelRow, followJob, resumeButton } from '../src/bot/job-message.ts';
 import { jobsEmbed } from '../src/bot/replies/jobs.ts';
 import { describeError } from '../src/bot/replies/words.ts';
 import { outcomeOf } from '../src/metrics.ts';
@@ -16,7 +16,7 @@ const cancelRoute: ButtonRoute = {
   admin: true,
   async handle({ interaction, services, args: [jobId = ''] }) {
     const { jobs } = adminServices(services);
-    if (!jobs.cancel(jobId, jobUser(interaction.user))) {
+    if (!(await jobs.cancel(jobId, jobUser(interaction.user)))) {
       await interaction.reply({ content: `Job #${jobId} is not running any more.`, flags: MessageFlags.Ephemeral });
       return 'bad_input';
     }
@@ -31,9 +31,8 @@ const resumeRoute: ButtonRoute = {
   async handle({ interaction, services, args: [jobId = ''] }) {
     const admin = adminServices(services);
     await interaction.deferReply();
-    const view = new JobMessage(interaction, admin, services.log);
     try {
-      view.follow(await admin.jobs.resume(jobId, jobUser(interaction.user), view.watch));
+      await followJob(interaction, admin, services.log, (watch) => admin.jobs.resume(jobId, jobUser(interaction.user), watch));
     } catch (err) {
       await interaction.editReply({ content: describeError(err), embeds: [], components: [] });
       return outcomeOf(err);
@@ -49,7 +48,7 @@ export const jobs = chatCommand({
   defer: () => 'ephemeral',
   async execute({ interaction, services }) {
     const runner = adminServices(services).jobs;
-    const current = runner.current();
+    const current = await runner.current();
     const recent = await runner.recent(10);
     const components: ActionRowBuilder<ButtonBuilder>[] = [];
     if (current) components.push(cancelRow(current.id));

@@ -37,7 +37,13 @@ export const model = chatCommand({
       });
       return;
     }
-    const { registry, live, previous } = await models.active();
-    await interaction.editReply({ embeds: [modelEmbed(registry, live, previous)] });
+    const { registry, live, previous, workers } = await models.active();
+    const embed = modelEmbed(registry, live, previous);
+    if (workers) {
+      // Distributed: what each inference worker answers with (they swap within seconds of a promotion).
+      const value = workers.map((w) => `\`${w.name}\` → \`${w.model ?? 'no head'}\``).join('\n') || 'none alive';
+      embed.fields = [...(embed.fields ?? []), { name: `Inference workers (${workers.length})`, value: value.slice(0, 1024) }];
+    }
+    await interaction.editReply({ embeds: [embed] });
   },
 });

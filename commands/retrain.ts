@@ -7,7 +7,7 @@
 import { EmbedBuilder, MessageFlags } from 'discord.js';
 import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand, type ButtonRoute } from '../src/bot/command.ts';
-import { BUTTONS, JobMessage } from '../src/bot/job-message.ts';
+import { BUTTONS, followJob } from '../src/bot/job-message.ts';
 import { jobParams } from '../src/jobs/work.ts';
 
 /** A decision already taken on this job's model (two admins pressing at once): say so instead. */
@@ -71,7 +71,6 @@ export const retrain = chatCommand({
   async execute({ interaction, services }) {
     const admin = adminServices(services);
     const params = jobParams('retrain', services.config.data);
-    const view = new JobMessage(interaction, admin, services.log);
-    view.follow(await admin.jobs.start(params, jobUser(interaction.user), view.watch));
+    await followJob(interaction, admin, services.log, (watch) => admin.jobs.start(params, jobUser(interaction.user), watch));
   },
 });

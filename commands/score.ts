@@ -6,7 +6,7 @@
 
 import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand } from '../src/bot/command.ts';
-import { JobMessage } from '../src/bot/job-message.ts';
+import { followJob } from '../src/bot/job-message.ts';
 import { jobParams } from '../src/jobs/work.ts';
 
 export const score = chatCommand({
@@ -17,7 +17,6 @@ export const score = chatCommand({
   async execute({ interaction, services }) {
     const admin = adminServices(services);
     const params = jobParams('score', services.config.data);
-    const view = new JobMessage(interaction, admin, services.log);
-    view.follow(await admin.jobs.start(params, jobUser(interaction.user), view.watch));
+    await followJob(interaction, admin, services.log, (watch) => admin.jobs.start(params, jobUser(interaction.user), watch));
   },
 });

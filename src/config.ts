@@ -58,6 +58,28 @@ export interface Config {
   model: ModelSettings;
   /** Running under CI (the CI variable): progress as plain lines, never redrawn. */
   ci: boolean;
+  /** Which part of catdog this process is (src/scale): everything in one (embedded) or one role of a deployment on Redis. */
+  scale: ScaleConfig;
+}
+
+export const ROLES = ['embedded', 'gateway', 'inference', 'jobs', 'web'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface ScaleConfig {
+  /** CATDOG_ROLE (default embedded). */
+  role: Role;
+  /** REDIS_URL: the queues (BullMQ) and the shared state; needed by every role but embedded. */
+  redisUrl: string | null;
+  /** Gateway shards (SHARD_COUNT, a number; 'auto' asks Discord). */
+  shards: number | 'auto';
+  /** Wait between starting two shard processes (SHARD_SPAWN_DELAY_MS; Discord allows one IDENTIFY per 5 s). */
+  shardSpawnDelayMs: number;
+  /** Longest a door waits for a worker's answer (CLASSIFY_DEADLINE_SECONDS). */
+  classifyDeadlineMs: number;
+  /** Least time between two edits of a job's message by the jobs worker (JOB_PROGRESS_MS). */
+  jobProgressMs: number;
+  /** How long a worker's lock on a job lasts without renewal; a killed worker's job is retried after it (WORKER_LOCK_SECONDS). */
+  workerLockMs: number;
 }
 
 export const DEFAULT_ATTACHMENT_HOSTS = ['cdn.discordapp.com', 'media.discordapp.net'] as const;
@@ -245,6 +267,34 @@ function parseStore(r: Reader, dataDir: string): StoreConfig {
   return { kind: 'sqlite', url: `sqlite://${path}`, path };
 }
 
+function parseRole(r: Reader): Role {
+  const v = r.raw('CATDOG_ROLE');
+  if (v === undefined) return 'embedded';
+  if ((ROLES as readonly string[]).includes(v)) return v as Role;
+  r.problems.push(`CATDOG_ROLE must be one of ${ROLES.join(', ')}, got "${v}".`);
+  return 'embedded';
+}
+
+function parseRedisUrl(r: Reader): string | null {
+  const v = r.raw('REDIS_URL');
+  if (v === undefined) return null;
+  try {
+    if (/^rediss?:$/.test(new URL(v).protocol)) return v;
+  } catch {
+    /* the problem below */
+  }
+  r.problems.push(`REDIS_URL must be redis://[user:password@]host[:port][/db], got "${v}".`);
+  return null;
+}
+
+/**
+ * The process's environment, for what must hand it on whole (a forked model process, shard
+ * processes read by discord.js): the one place that reads process.env.
+ */
+export function processEnv(): Env {
+  return process.env;
+}
+
 /**
  * Reads the configuration from `env` (normally process.env after dotenv). Relative paths are
  * resolved against `cwd`. Throws ConfigError listing every problem found.
@@ -287,7 +337,28 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     },
     model: parseModel(r, cwd),
     ci: r.raw('CI') !== undefined,
+    scale: {
+      role: parseRole(r),
+      redisUrl: parseRedisUrl(r),
+      shards: r.raw('SHARD_COUNT') === 'auto' ? 'auto' : r.int('SHARD_COUNT', 1, 1, 4096, "a number of gateway shards (or 'auto')"),
+      shardSpawnDelayMs: r.int('SHARD_SPAWN_DELAY_MS', 5500, 0, 600_000, 'a number of milliseconds'),
+      classifyDeadlineMs: r.int('CLASSIFY_DEADLINE_SECONDS', 60, 1, 3600, 'a number of seconds') * 1000,
+      jobProgressMs: r.int('JOB_PROGRESS_MS', 5000, 100, 600_000, 'a number of milliseconds'),
+      workerLockMs: r.int('WORKER_LOCK_SECONDS', 30, 1, 3600, 'a number of seconds') * 1000,
+    },
   };
+  if (config.scale.role !== 'embedded' && !config.scale.redisUrl) {
+    r.problems.push(`CATDOG_ROLE=${config.scale.role} needs REDIS_URL (redis://host:port): the roles share their queues and state through Redis.`);
+  }
+  if (config.scale.role !== 'embedded' && config.store.kind === 'sqlite') {
+    if (r.raw('STORE_URL') !== undefined) {
+      r.problems.push(
+        `STORE_URL is a SQLite file, which only one process may use; CATDOG_ROLE=${config.scale.role} runs beside other processes, so the state must be in Redis (leave STORE_URL empty to use REDIS_URL, or set it to redis://…).`,
+      );
+    } else if (config.scale.redisUrl) {
+      config.store = { kind: 'redis', url: config.scale.redisUrl };
+    }
+  }
   if (config.discord.token && /\s/.test(config.discord.token)) {
     r.problems.push('DISCORD_TOKEN must be the bot token alone, without spaces or a "Bot " prefix.');
   }

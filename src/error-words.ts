@@ -22,6 +22,8 @@ export const ERROR_WORDS = {
   download_failed: (err) => `📡 ${err.message}`,
   busy: (err) => `⏳ ${err.message}`,
   shutting_down: (err) => `🔁 ${err.message}`,
+  model_process_lost: (err) => `🔁 ${err.message} Please try again in a moment.`,
+  inference_failed: fault,
   usage: (err) => err.message,
   config: fault,
   job_busy: () => '⏳ Another job is starting right now; one job runs at a time. See `/jobs`.',

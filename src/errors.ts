@@ -18,6 +18,9 @@ export type ErrorCode =
   // the moment
   | 'busy'
   | 'shutting_down'
+  // the model process or an inference worker (src/scale)
+  | 'model_process_lost'
+  | 'inference_failed'
   // how a command was used
   | 'usage'
   // configuration
@@ -93,6 +96,8 @@ export const ERRORS = {
   download_failed: { expected: true, outcome: 'download_failed', http: 500 },
   busy: { expected: true, outcome: 'busy', http: 503 },
   shutting_down: { expected: true, outcome: 'shutting_down', http: 503 },
+  model_process_lost: { expected: true, outcome: 'error', http: 503 },
+  inference_failed: fault,
   usage: { expected: true, outcome: 'bad_input', http: 500 },
   config: fault,
   job_busy: refusal,

@@ -9,9 +9,11 @@ import { commands } from '../commands/index.ts';
 import { Bot } from './bot/client.ts';
 import { backboneList } from './bot/replies/format.ts';
 import type { AdminServices, BotServices, Log } from './bot/services.ts';
-import { loadConfig, type Config, type Env } from './config.ts';
+import { loadConfig, processEnv, type Config, type Env } from './config.ts';
 import { ConfigError } from './errors.ts';
 import type { BackboneName, ImageClassifier } from './model/types.ts';
+import type { ModelProcess } from './scale/embedded.ts';
+import type { Classifier as RealClassifier } from './model/classifier.ts';
 import { ClassifyQueue, QueuedClassifier, WorkGate } from './queue.ts';
 import { Store } from './store/index.ts';
 import { Metrics } from './metrics.ts';
@@ -54,13 +56,13 @@ function timestamped(line: string): void {
   process.stdout.write(`${new Date().toISOString()} ${line}\n`);
 }
 
-async function loadRealClassifier(config: Config, log: Log): Promise<LoadedClassifier> {
-  const { loadClassifier } = await import('./model/classifier.ts');
-  return loadClassifier({
-    model: config.model,
-    limits: { maxBytes: config.limits.maxImageBytes, maxPixels: config.limits.maxImagePixels },
-    log,
-  });
+/**
+ * The real classifier runs in a model process (src/scale/embedded.ts): ONNX Runtime's synchronous
+ * session.run and the jobs' batches never block this process's event loop (gateway, web).
+ */
+async function startModelProcess(env: Env, log: Log): Promise<ModelProcess> {
+  const { ModelProcess } = await import('./scale/embedded.ts');
+  return ModelProcess.start(env, log);
 }
 
 /**
@@ -69,9 +71,16 @@ async function loadRealClassifier(config: Config, log: Log): Promise<LoadedClass
  * batches go through its priority lock behind interactive requests. Jobs left 'running' by a
  * process that died are marked interrupted here.
  */
-async function adminServices(classifier: LoadedClassifier, config: Config, store: Store, log: Log, options: MainOptions): Promise<AdminServices | undefined> {
+async function adminServices(
+  classifier: LoadedClassifier,
+  model: ModelProcess | null,
+  config: Config,
+  store: Store,
+  log: Log,
+  options: MainOptions,
+): Promise<AdminServices | undefined> {
   const { Classifier } = await import('./model/classifier.ts');
-  if (!(classifier instanceof Classifier)) {
+  if (!model && !(classifier instanceof Classifier)) {
     log('admin: jobs are off (the classifier in use cannot train)');
     return undefined;
   }
@@ -82,7 +91,9 @@ async function adminServices(classifier: LoadedClassifier, config: Config, store
     import('./model/registry.ts'),
   ]);
   const registry = new Registry(config.model.registryDir);
-  const jobs = new JobRunner({ repo: store.jobs, work: pipelineWork({ classifier, dataDir: config.dataDir, registry }), log });
+  const live = model ?? (classifier as RealClassifier);
+  const work = model ? model.jobWork : pipelineWork({ classifier: live as RealClassifier, dataDir: config.dataDir, registry });
+  const jobs = new JobRunner({ repo: store.jobs, work, log });
   const interrupted = await jobs.recover();
   if (interrupted.length) log(`admin: ${interrupted.length} job(s) interrupted by the last stop; resume them from /jobs`);
   const admins = config.admins;
@@ -92,7 +103,7 @@ async function adminServices(classifier: LoadedClassifier, config: Config, store
   );
   return {
     jobs,
-    models: new ModelAdmin(classifier, registry),
+    models: new ModelAdmin(live, registry),
     progressIntervalMs: options.jobProgressIntervalMs ?? 5000,
     tokenTtlMs: options.interactionTokenTtlMs ?? 14 * 60_000,
     background: new Set(),
@@ -102,9 +113,15 @@ async function adminServices(classifier: LoadedClassifier, config: Config, store
 export async function main(options: MainOptions = {}): Promise<App> {
   const log = options.log ?? timestamped;
   const exit = options.exit ?? ((code: number) => process.exit(code));
-  const config = loadConfig(options.env);
+  const env = options.env ?? processEnv();
+  const config = loadConfig(env);
+  if (config.scale.role !== 'embedded') {
+    throw new ConfigError([`CATDOG_ROLE=${config.scale.role} is started by src/scale/roles.ts (npm run start:${config.scale.role}), not by main().`]);
+  }
 
-  const classifier = options.classifier ?? (await loadRealClassifier(config, log));
+  const model = options.classifier ? null : await startModelProcess(env, log);
+  if (model) log(`model process: pid ${model.pid} runs the classifier and the jobs; this process does Discord and the web page`);
+  const classifier: LoadedClassifier = options.classifier ?? model!;
   const info = classifier.info();
   log(`model: backbones ${backboneList(info.backbones)}; head ${info.model ?? 'none (no trained head: answers will fail until one is trained)'}; loaded in ${Math.round(info.loadMs)} ms`);
 
@@ -117,7 +134,7 @@ export async function main(options: MainOptions = {}): Promise<App> {
   const gate = new WorkGate();
   const abort = new AbortController();
   const services: BotServices = { config, store, classifier: new QueuedClassifier(classifier, queue), metrics, gate, log };
-  services.admin = await adminServices(classifier, config, store, log, options);
+  services.admin = await adminServices(classifier, model, config, store, log, options);
 
   let bot: Bot | null = null;
   metrics.watchDiscord(() => (bot ? bot.connected : null));
@@ -162,6 +179,7 @@ export async function main(options: MainOptions = {}): Promise<App> {
       await web.close();
       await store.close();
       await classifier.close?.();
+      await model?.close();
       clearTimeout(timer);
       log(`shutdown complete (exit ${code})`);
       return code;
@@ -200,7 +218,9 @@ if (isEntry) {
   const dotenv = await import('dotenv');
   dotenv.config({ quiet: true });
   try {
-    await main();
+    // CATDOG_ROLE picks the role; embedded (the default) comes back to main().
+    const { runRole } = await import('./scale/roles.ts');
+    await runRole(undefined);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\nSee .env.example for what each variable means.\n`);

@@ -134,12 +134,32 @@ export class ClassifyQueue {
   }
 }
 
+/**
+ * What the doors (bot, web) call to classify: this process's queue in front of the classifier
+ * (QueuedClassifier), or, distributed, the BullMQ queue in front of the inference workers
+ * (src/scale/remote.ts).
+ */
+export interface ClassifyDoor {
+  classify(bytes: Uint8Array, options: { key: string; signal?: AbortSignal }): Promise<Prediction>;
+  /** True when a photo for `key` submitted now would be refused as Busy (asked before downloading it). */
+  wouldRefuse(key: string): boolean | Promise<boolean>;
+  stats(): QueueStats | Promise<QueueStats>;
+}
+
 /** The classifier behind the queue: what the doors call. */
-export class QueuedClassifier {
+export class QueuedClassifier implements ClassifyDoor {
   constructor(
     readonly classifier: ImageClassifier,
     readonly queue: ClassifyQueue,
   ) {}
+
+  wouldRefuse(key: string): boolean {
+    return this.queue.wouldRefuse(key);
+  }
+
+  stats(): QueueStats {
+    return this.queue.stats();
+  }
 
   classify(bytes: Uint8Array, options: { key: string; signal?: AbortSignal }): Promise<Prediction> {
     return this.queue.run(options.key, () => this.classifier.classify(bytes, { signal: options.signal }), options.signal);

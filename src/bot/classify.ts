@@ -47,7 +47,7 @@ export async function classifySource(services: BotServices, source: ImageSource,
     throw new ImageDimensionsTooLarge(source.width, source.height, maxImagePixels);
   }
   // Full already: say so now rather than after a download.
-  if (classifier.queue.wouldRefuse(ctx.key)) throw new Busy();
+  if (await classifier.wouldRefuse(ctx.key)) throw new Busy();
   const bytes = await downloadImage(source.url, {
     allowedHosts: config.attachmentHosts,
     maxBytes: maxImageBytes,

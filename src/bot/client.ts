@@ -102,6 +102,8 @@ export class Bot {
     const user = this.client.user!;
     log(`Discord: logged in as ${user.tag} in ${this.client.guilds.cache.size} server(s)`);
     const appId = config.discord.appId ?? this.client.application?.id ?? user.id;
+    // Sharded (src/scale): shard 0's process keeps the commands in sync, the others need not.
+    if (this.client.shard && !this.client.shard.ids.includes(0)) return;
     try {
       const r = await syncCommands(this.client.rest, appId, config.discord.guildId, this.commandDefinitions);
       log(`Discord: ${r.count} command(s) ${r.changed ? 'registered' : 'already up to date'} (${r.scope})`);

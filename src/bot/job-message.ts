@@ -118,6 +118,26 @@ async function attach(paths: (string | null)[]): Promise<AttachmentBuilder[]> {
 }
 
 /**
+ * Shows a job on the interaction's reply and keeps it up to date: here (JobMessage), or, when the
+ * jobs worker is the notifier (distributed), by posting the first state and telling it where.
+ */
+export async function followJob(
+  interaction: RepliableInteraction,
+  admin: AdminServices,
+  log: Log,
+  start: (watch: (r: JobRecord) => void) => Promise<{ record: JobRecord; done: Promise<JobRecord> }>,
+): Promise<void> {
+  if (admin.jobMessages) {
+    const started = await start(() => {});
+    const m = await interaction.editReply(progressPayload(started.record));
+    await admin.jobMessages.attach(started.record.id, { channelId: m.channelId, messageId: m.id });
+    return;
+  }
+  const view = new JobMessage(interaction, admin, log);
+  view.follow(await start(view.watch));
+}
+
+/**
  * Follows one job on one message: pass `watch` to JobRunner.start()/resume(), then `follow(done)`.
  * Progress edits are throttled; the final edit always happens.
  */

@@ -4,8 +4,8 @@
  */
 import type { Config } from '../config.ts';
 import type { ModelAdmin } from '../jobs/models.ts';
-import type { JobRunner } from '../jobs/runner.ts';
-import type { QueuedClassifier, WorkGate } from '../queue.ts';
+import type { Jobs } from '../jobs/runner.ts';
+import type { ClassifyDoor, WorkGate } from '../queue.ts';
 import type { Store } from '../store/index.ts';
 import type { Metrics } from '../metrics.ts';
 
@@ -14,7 +14,7 @@ export type Log = (line: string) => void;
 export interface BotServices {
   config: Config;
   store: Store;
-  classifier: QueuedClassifier;
+  classifier: ClassifyDoor;
   metrics: Metrics;
   /** Work in flight; closed on SIGTERM so no new work starts. */
   gate: WorkGate;
@@ -24,7 +24,12 @@ export interface BotServices {
 }
 
 export interface AdminServices {
-  jobs: JobRunner;
+  jobs: Jobs;
+  /**
+   * Distributed (src/scale/jobs.ts): the jobs worker edits each job's message (a channel message,
+   * not the interaction's token, which expires after 15 min); the door posts it and says where.
+   */
+  jobMessages?: { attach(jobId: string, message: { channelId: string; messageId: string }): Promise<void> };
   models: ModelAdmin;
   /** Least time between two edits of a job's progress message (default 5 s). */
   progressIntervalMs: number;

@@ -5,10 +5,9 @@
  * the next request answers with the new model — no restart, no failed request (requests in
  * flight finish with the head they started with). Operations run one at a time.
  */
-import type { Classifier } from '../model/classifier.ts';
-import { headId } from '../model/classifier.ts';
-import type { HeadFile } from '../model/head.ts';
+import type { Head, HeadFile } from '../model/head.ts';
 import type { Registry } from '../model/registry.ts';
+import type { BackboneName } from '../model/types.ts';
 
 export interface ModelView {
   id: string;
@@ -45,11 +44,25 @@ export function modelView(id: string, head: HeadFile, active: boolean): ModelVie
   };
 }
 
+/**
+ * What answers with the active head: the in-process Classifier, the embedded model process
+ * (src/scale/embedded.ts) or, distributed, every inference worker through Redis (src/scale).
+ */
+export interface LiveHead {
+  readonly backbones: BackboneName[];
+  /** The id of the head answering now (null: none). */
+  info(): { model: string | null };
+  /** Answers with `head` from now on. */
+  setHead(head: Head): void | Promise<void>;
+  /** Distributed: what each inference worker answers with now. */
+  answering?(): Promise<{ name: string; model: string | null }[]>;
+}
+
 export class ModelAdmin {
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
-    readonly classifier: Classifier,
+    readonly classifier: LiveHead,
     private readonly registry: Registry,
   ) {}
 
@@ -60,11 +73,11 @@ export class ModelAdmin {
   }
 
   /** The active model per the registry, and the head the classifier answers with now. */
-  async active(): Promise<{ registry: ModelView | null; live: string | null; previous: string | null }> {
+  async active(): Promise<{ registry: ModelView | null; live: string | null; previous: string | null; workers: { name: string; model: string | null }[] | null }> {
     const state = this.registry.readActiveState();
-    const head = this.classifier.activeHead;
     const registry = state.active ? modelView(state.active, (await this.registry.loadModel(state.active)).file, true) : null;
-    return { registry, live: head ? headId(head) : null, previous: state.history.at(-1) ?? null };
+    const workers = this.classifier.answering ? await this.classifier.answering() : null;
+    return { registry, live: this.classifier.info().model, previous: state.history.at(-1) ?? null, workers };
   }
 
   /** Every stored model, newest first. */
@@ -79,7 +92,7 @@ export class ModelAdmin {
       head.checkBackbones(this.classifier.backbones);
       const previous = this.registry.readActiveState().active;
       await this.registry.promote(id, { force: true });
-      this.classifier.setHead(head);
+      await this.classifier.setHead(head);
       return { previous };
     });
   }
@@ -93,7 +106,7 @@ export class ModelAdmin {
       // Check the head fits the live backbones before the registry changes.
       if (previous) (await this.registry.loadModel(previous)).checkBackbones(this.classifier.backbones);
       const to = await this.registry.rollback();
-      this.classifier.setHead(await this.registry.loadModel(to));
+      await this.classifier.setHead(await this.registry.loadModel(to));
       return { from, to };
     });
   }

@@ -74,6 +74,23 @@ export interface StartedJob {
   done: Promise<JobRecord>;
 }
 
+/**
+ * What the doors use to run jobs: this process's JobRunner, or, distributed, the jobs queue in
+ * front of the jobs worker (src/scale/jobs.ts).
+ */
+export interface Jobs {
+  /** The job running now (its latest progress included), or null. */
+  current(): JobRecord | null | Promise<JobRecord | null>;
+  recent(limit?: number): Promise<JobRecord[]>;
+  get(id: string): Promise<JobRecord | null>;
+  start(params: JobParams, by: JobUser, watch?: JobWatcher): Promise<StartedJob>;
+  resume(id: string, by: JobUser, watch?: JobWatcher): Promise<StartedJob>;
+  decide(id: string, decision: JobDecision): Promise<JobRecord | null>;
+  /** Cancels the running (or waiting) job `id`; false when it is not running. */
+  cancel(id: string, by: JobUser): boolean | Promise<boolean>;
+  shutdown(): Promise<void>;
+}
+
 export interface JobRunnerOptions {
   repo: JobRepository;
   work: JobWork;
@@ -89,7 +106,7 @@ interface Slot {
   done: Promise<JobRecord> | null;
 }
 
-export class JobRunner {
+export class JobRunner implements Jobs {
   private slot: Slot | null = null;
   private readonly log: (line: string) => void;
 
@@ -169,6 +186,28 @@ export class JobRunner {
       await this.o.work.check(record.params);
       this.log(`jobs: #${id} (${record.kind}) resumed by ${by.name}`);
       return this.launch(slot, record);
+    } catch (err) {
+      this.slot = null;
+      throw err;
+    }
+  }
+
+  /**
+   * Runs a job whose record exists (created by a door of a distributed deployment, status
+   * queued; or running/interrupted: its worker died and the queue hands it over again), under the
+   * same record. Throws JobBusy when a job runs here.
+   */
+  async run(id: string, watch?: JobWatcher): Promise<StartedJob> {
+    const slot = this.claim(watch);
+    try {
+      const record = await this.o.repo.get(id);
+      if (!record) throw new JobStateError('job_unknown', `There is no job #${id}.`);
+      if (record.status !== 'queued' && record.status !== 'running' && record.status !== 'interrupted') {
+        throw new JobStateError('job_not_resumable', `Job #${id} is ${record.status}; it does not run again.`);
+      }
+      await this.o.work.check(record.params);
+      if (record.status !== 'queued') this.log(`jobs: #${id} (${record.kind}) runs again (attempt ${record.attempts + 1})`);
+      return await this.launch(slot, record);
     } catch (err) {
       this.slot = null;
       throw err;

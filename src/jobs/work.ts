@@ -51,21 +51,29 @@ function extractUpdate(stage: string, message: string, p: ExtractProgress): Prog
   return { stage, message, done: p.done, total: p.total, imgPerSec: p.imgPerSec, etaSec: p.etaSec, cached: p.cached };
 }
 
+/**
+ * Throws JobDataMissing when a job's data is not there, and no_active_model when a scoring run has
+ * no model to score with. Wherever the work then runs (this process or a model process).
+ */
+export function checkJobParams(params: JobParams, hasActiveHead: boolean): void {
+  if (params.kind === 'retrain') {
+    const missing = params.sources.filter((s) => !existsSync(s));
+    if (missing.length) throw new JobDataMissing(`The training data is not there: ${missing.join(', ')} (TRAIN_DATA).`);
+    return;
+  }
+  if (!existsSync(params.source)) throw new JobDataMissing(`The test data is not there: ${params.source} (TEST_DATA).`);
+  if (params.labels && !existsSync(params.labels)) throw new JobDataMissing(`The test labels are not there: ${params.labels} (TEST_LABELS).`);
+  if (!hasActiveHead) {
+    throw new ModelError('no_active_model', 'No model is active, so there is nothing to score with: run /retrain and promote a model first.');
+  }
+}
+
 export function pipelineWork(o: { classifier: Classifier; dataDir: string; registry: Registry }): JobWork {
   const { classifier } = o;
   const cacheDir = defaultCacheDir(o.dataDir);
 
   async function check(params: JobParams): Promise<void> {
-    if (params.kind === 'retrain') {
-      const missing = params.sources.filter((s) => !existsSync(s));
-      if (missing.length) throw new JobDataMissing(`The training data is not there: ${missing.join(', ')} (TRAIN_DATA).`);
-      return;
-    }
-    if (!existsSync(params.source)) throw new JobDataMissing(`The test data is not there: ${params.source} (TEST_DATA).`);
-    if (params.labels && !existsSync(params.labels)) throw new JobDataMissing(`The test labels are not there: ${params.labels} (TEST_LABELS).`);
-    if (!classifier.activeHead) {
-      throw new ModelError('no_active_model', 'No model is active, so there is nothing to score with: run /retrain and promote a model first.');
-    }
+    checkJobParams(params, classifier.activeHead !== null);
   }
 
   async function retrain(params: Extract<JobParams, { kind: 'retrain' }>, ctx: JobContext): Promise<RetrainSummary> {

@@ -4,8 +4,9 @@
  * settings, per-guild counters and per-user cooldowns; never photos or attachment URLs (Discord's
  * CDN links are signed and expire, and photos are not ours to keep), and the records of admin jobs.
  *
- * Read-modify-write updates are serialised per key inside the process (one bot process per
- * deployment); the values are small JSON objects.
+ * Read-modify-write updates are serialised per key inside the process; on Redis the state that
+ * several processes share (cooldowns, counters, job ids and records) is atomic in Redis itself
+ * (src/store/redis.ts). A SQLite file is for one process (the embedded default) only.
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -65,6 +66,17 @@ class KeyedMutex {
   }
 }
 
+/** Per-user cooldowns. */
+export interface Cooldowns {
+  take(userId: string, seconds: number, now?: number): Promise<CooldownCheck>;
+}
+
+/** Per-guild verdict counters. */
+export interface Stats {
+  get(guildId: string): Promise<GuildStats>;
+  record(guildId: string, label: 'dog' | 'cat' | 'neither'): Promise<GuildStats>;
+}
+
 export class SettingsRepo {
   constructor(
     private readonly kv: Keyv,
@@ -101,7 +113,7 @@ export class SettingsRepo {
   }
 }
 
-export class StatsRepo {
+export class StatsRepo implements Stats {
   constructor(
     private readonly kv: Keyv,
     private readonly mutex: KeyedMutex,
@@ -122,7 +134,7 @@ export class StatsRepo {
   }
 }
 
-export class CooldownRepo {
+export class CooldownRepo implements Cooldowns {
   constructor(
     private readonly kv: Keyv,
     private readonly mutex: KeyedMutex,
@@ -202,28 +214,38 @@ export class JobRepo implements JobRepository {
   }
 }
 
+interface SharedRepos {
+  stats: Stats;
+  cooldowns: Cooldowns;
+  jobs: JobRepository;
+}
+
 export class Store {
   readonly settings: SettingsRepo;
-  readonly stats: StatsRepo;
-  readonly cooldowns: CooldownRepo;
-  readonly jobs: JobRepo;
+  readonly stats: Stats;
+  readonly cooldowns: Cooldowns;
+  readonly jobs: JobRepository;
   private closed = false;
 
   private constructor(
     private readonly kv: Keyv,
     readonly description: string,
+    private readonly redis: import('ioredis').Redis | null = null,
+    shared: SharedRepos | null = null,
   ) {
     const mutex = new KeyedMutex();
     this.settings = new SettingsRepo(kv, mutex);
-    this.stats = new StatsRepo(kv, mutex);
-    this.cooldowns = new CooldownRepo(kv, mutex);
-    this.jobs = new JobRepo(kv, mutex);
+    this.stats = shared?.stats ?? new StatsRepo(kv, mutex);
+    this.cooldowns = shared?.cooldowns ?? new CooldownRepo(kv, mutex);
+    this.jobs = shared?.jobs ?? new JobRepo(kv, mutex);
   }
 
   /** Opens the store and checks it answers (so a bad STORE_URL fails at startup, not on first use). */
   static async open(config: StoreConfig, log: (line: string) => void = () => {}): Promise<Store> {
     let kv: Keyv;
     let description: string;
+    let redis: import('ioredis').Redis | null = null;
+    let shared: SharedRepos | null = null;
     if (config.kind === 'sqlite') {
       mkdirSync(dirname(config.path), { recursive: true });
       kv = new Keyv({ store: new KeyvSqlite({ uri: config.url, table: 'catdog', busyTimeout: 10_000 }), namespace: 'catdog' });
@@ -233,10 +255,15 @@ export class Store {
       const store = new KeyvRedis(config.url, { throwOnConnectError: true, connectionTimeout: 5_000 });
       kv = new Keyv({ store, namespace: 'catdog', useKeyPrefix: false });
       description = `Redis ${redactUrl(config.url)}`;
+      const r = await import('./redis.ts');
+      redis = r.stateConnection(config.url);
+      redis.on('error', () => undefined); // reported by the commands that fail
+      shared = { stats: new r.RedisStats(redis), cooldowns: new r.RedisCooldowns(redis), jobs: new r.RedisJobRecords(redis) };
     }
     kv.on('error', (err: unknown) => log(`store error: ${err instanceof Error ? err.message : String(err)}`));
-    const store = new Store(kv, description);
+    const store = new Store(kv, description, redis, shared);
     try {
+      await redis?.connect();
       await kv.get('ping');
     } catch (err) {
       await store.close().catch(() => undefined);
@@ -249,6 +276,7 @@ export class Store {
     if (this.closed) return;
     this.closed = true;
     await this.kv.disconnect();
+    if (this.redis && this.redis.status !== 'end') await this.redis.quit().catch(() => this.redis!.disconnect());
   }
 
   get isClosed(): boolean {

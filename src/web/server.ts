@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../config.ts';
 import { CatdogError, errorFacts, ImageTooLarge, isExpected, ShuttingDown, UnsupportedImage } from '../errors.ts';
 import type { BackboneName } from '../model/types.ts';
-import type { QueuedClassifier, WorkGate } from '../queue.ts';
+import type { ClassifyDoor, WorkGate } from '../queue.ts';
 import { describeError } from '../error-words.ts';
 import { outcomeOf, type Metrics, type Outcome } from '../metrics.ts';
 import { PAGE_CSS, PAGE_HTML, PAGE_JS } from './page.ts';
@@ -21,7 +21,9 @@ export interface ModelInfo {
 
 export interface WebDeps {
   config: Pick<Config, 'limits'>;
-  classifier: QueuedClassifier;
+  classifier: ClassifyDoor;
+  /** More of /healthz (distributed: Redis and the live workers); `ok: false` answers 503. */
+  health?: () => Promise<{ ok: boolean } & Record<string, unknown>>;
   metrics: Metrics;
   gate: WorkGate;
   modelInfo: () => ModelInfo;
@@ -135,17 +137,23 @@ export function createWebServer(deps: WebDeps): Server {
       case 'POST /api/classify':
         void classify(req, res);
         return;
-      case 'GET /healthz': {
-        const info = deps.modelInfo();
-        const discord = deps.discordConnected();
-        const status = gate.isClosed ? 'shutting_down' : 'ok';
-        return sendJson(res, gate.isClosed ? 503 : 200, {
-          status,
-          model: { loaded: true, backbones: info.backbones, model: info.model, loadMs: Math.round(info.loadMs) },
-          discord: { configured: discord !== null, connected: discord === true },
-          queue: classifier.queue.stats(),
-        });
-      }
+      case 'GET /healthz':
+        void (async () => {
+          const extra = deps.health ? await deps.health().catch((err) => ({ ok: false, error: String(err) })) : { ok: true };
+          const info = deps.modelInfo();
+          const discord = deps.discordConnected();
+          const status = gate.isClosed ? 'shutting_down' : extra.ok ? 'ok' : 'degraded';
+          const { ok: _ok, ...more } = extra;
+          const queue = await Promise.resolve(classifier.stats()).catch(() => null);
+          sendJson(res, status === 'ok' ? 200 : 503, {
+            status,
+            model: { loaded: true, backbones: info.backbones, model: info.model, loadMs: Math.round(info.loadMs) },
+            discord: { configured: discord !== null, connected: discord === true },
+            queue,
+            ...more,
+          });
+        })();
+        return;
       case 'GET /metrics':
         return send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', metrics.render());
       default:

@@ -81,6 +81,16 @@ interface GatewayEvent {
   d: unknown;
 }
 
+interface ShardSession {
+  socket: WebSocket | null;
+  sessionId: string | null;
+  seq: number;
+  events: GatewayEvent[];
+  /** Highest sequence the current connection has been sent. */
+  delivered: number;
+  ready: boolean;
+}
+
 let snowflakeCounter = 0n;
 /** Unique, increasing snowflake-like ids. */
 export function snowflake(): string {
@@ -142,13 +152,10 @@ export class FakeDiscord extends EventEmitter {
   private server!: Server;
   private wss!: WebSocketServer;
   private port = 0;
-  private socket: WebSocket | null = null;
-  private sessionId: string | null = null;
-  private seq = 0;
-  private readonly events: GatewayEvent[] = [];
-  /** Highest sequence the current connection has been sent. */
-  private delivered = 0;
-  private ready = false;
+  /** Gateway sessions by shard id. */
+  private readonly sessions = new Map<number, ShardSession>();
+  /** Shards in all, as the clients identify (1 until one says otherwise). */
+  shardCount = 1;
   private readonly files = new Map<string, StoredFile>();
   private readonly rateLimits: RateLimit[] = [];
   private requestSeq = 0;
@@ -192,7 +199,8 @@ export class FakeDiscord extends EventEmitter {
   }
 
   get connected(): boolean {
-    return this.socket !== null && this.ready;
+    const all = [...this.sessions.values()];
+    return all.length > 0 && all.every((sess) => sess.socket !== null && sess.ready);
   }
 
   guild(i = 0): FakeGuild {
@@ -492,10 +500,29 @@ export class FakeDiscord extends EventEmitter {
     ws.send(JSON.stringify(payload));
   }
 
+  /** The gateway session of a shard (one per shard: discord.js's ShardingManager runs several). */
+  private session(shard: number): ShardSession {
+    let sess = this.sessions.get(shard);
+    if (!sess) {
+      sess = { socket: null, sessionId: null, seq: 0, events: [], delivered: 0, ready: false };
+      this.sessions.set(shard, sess);
+    }
+    return sess;
+  }
+
+  /** The shard a guild's events go to: (guild_id >> 22) % shard count, as Discord routes them. */
+  shardOf(guildId: string): number {
+    return Number((BigInt(guildId) >> 22n) % BigInt(this.shardCount));
+  }
+
   private onSocket(ws: WebSocket): void {
-    if (this.socket) this.socket.terminate();
-    this.socket = ws;
-    this.ready = false;
+    // One shard: a new connection replaces the old one at once (as before sharding existed here).
+    if (this.shardCount === 1) {
+      const s0 = this.session(0);
+      if (s0.socket) s0.socket.terminate();
+      s0.socket = ws;
+      s0.ready = false;
+    }
     this.emit('connection');
     this.send(ws, { op: 10, d: { heartbeat_interval: this.heartbeatIntervalMs } });
     ws.on('message', (data) => {
@@ -519,12 +546,23 @@ export class FakeDiscord extends EventEmitter {
       }
     });
     ws.on('close', () => {
-      if (this.socket === ws) {
-        this.socket = null;
-        this.ready = false;
-        this.emit('disconnect');
+      for (const sess of this.sessions.values()) {
+        if (sess.socket === ws) {
+          sess.socket = null;
+          sess.ready = false;
+          this.emit('disconnect');
+        }
       }
     });
+  }
+
+  /** Makes `ws` the socket of `shard`'s session (a previous one is closed). */
+  private attach(shard: number, ws: WebSocket): ShardSession {
+    const sess = this.session(shard);
+    for (const other of this.sessions.values()) if (other !== sess && other.socket === ws) other.socket = null;
+    if (sess.socket && sess.socket !== ws) sess.socket.terminate();
+    sess.socket = ws;
+    return sess;
   }
 
   private onIdentify(ws: WebSocket, d: any): void {
@@ -536,64 +574,79 @@ export class FakeDiscord extends EventEmitter {
       ws.close(4014, 'Disallowed intent(s).');
       return;
     }
-    this.sessionId = `session-${snowflake()}`;
-    this.events.length = 0;
-    this.seq = 0;
-    this.delivered = 0;
-    this.ready = true;
-    this.dispatch('READY', {
-      v: 10,
-      user: { ...this.botUser, verified: true, flags: 0, mfa_enabled: false },
-      guilds: this.guilds.map((g) => ({ id: g.id, unavailable: true })),
-      session_id: this.sessionId,
-      resume_gateway_url: this.gatewayUrl,
-      shard: [0, 1],
-      application: { id: this.appId, flags: 0 },
-      private_channels: [],
-      relationships: [],
-      presences: [],
-      guild_join_requests: [],
-      user_settings: {},
-      geo_ordered_rtc_regions: [],
-    });
-    for (const g of this.guilds) this.dispatch('GUILD_CREATE', this.guildPayload(g));
+    const [shard, count] = Array.isArray(d.shard) ? (d.shard as [number, number]) : [0, 1];
+    this.shardCount = count;
+    const sess = this.attach(shard, ws);
+    sess.sessionId = `session-${snowflake()}`;
+    sess.events.length = 0;
+    sess.seq = 0;
+    sess.delivered = 0;
+    sess.ready = true;
+    const mine = this.guilds.filter((g) => this.shardOf(g.id) === shard);
+    this.dispatch(
+      'READY',
+      {
+        v: 10,
+        user: { ...this.botUser, verified: true, flags: 0, mfa_enabled: false },
+        guilds: mine.map((g) => ({ id: g.id, unavailable: true })),
+        session_id: sess.sessionId,
+        resume_gateway_url: this.gatewayUrl,
+        shard: [shard, count],
+        application: { id: this.appId, flags: 0 },
+        private_channels: [],
+        relationships: [],
+        presences: [],
+        guild_join_requests: [],
+        user_settings: {},
+        geo_ordered_rtc_regions: [],
+      },
+      shard,
+    );
+    for (const g of mine) this.dispatch('GUILD_CREATE', this.guildPayload(g), shard);
     this.emit('identify', d);
   }
 
   private onResume(ws: WebSocket, d: any): void {
-    if (d.token !== this.token || d.session_id !== this.sessionId) {
+    const entry = [...this.sessions.entries()].find(([, sess]) => sess.sessionId === d.session_id);
+    if (d.token !== this.token || !entry) {
       this.send(ws, { op: 9, d: false });
       return;
     }
-    this.ready = true;
-    this.delivered = d.seq;
-    for (const e of this.events) if (e.s > d.seq) this.deliver(e);
-    const s = ++this.seq;
-    const resumed = { s, t: 'RESUMED', d: { _trace: ['fake'] } };
-    this.events.push(resumed);
-    this.deliver(resumed);
+    const sess = this.attach(entry[0], ws);
+    sess.ready = true;
+    sess.delivered = d.seq;
+    for (const e of sess.events) if (e.s > d.seq) this.deliver(sess, e);
+    const resumed = { s: ++sess.seq, t: 'RESUMED', d: { _trace: ['fake'] } };
+    sess.events.push(resumed);
+    this.deliver(sess, resumed);
     this.emit('resume', d);
   }
 
-  private deliver(e: GatewayEvent): void {
-    if (!this.socket || !this.ready || e.s <= this.delivered) return;
-    this.send(this.socket, { op: 0, s: e.s, t: e.t, d: e.d });
-    this.delivered = e.s;
+  private deliver(sess: ShardSession, e: GatewayEvent): void {
+    if (!sess.socket || !sess.ready || e.s <= sess.delivered) return;
+    this.send(sess.socket, { op: 0, s: e.s, t: e.t, d: e.d });
+    sess.delivered = e.s;
   }
 
-  /** Sends an event now, or keeps it for replay when the client resumes. Returns its sequence number. */
-  dispatch(t: string, d: unknown): number {
-    const e = { s: ++this.seq, t, d };
-    this.events.push(e);
-    this.deliver(e);
+  /**
+   * Sends an event now, or keeps it for replay when the client resumes. Returns its sequence
+   * number. It goes to the shard of its guild_id (shard 0 without one), unless `shard` is given.
+   */
+  dispatch(t: string, d: unknown, shard?: number): number {
+    const guildId = (d as { guild_id?: unknown } | null)?.guild_id;
+    const sess = this.session(shard ?? (typeof guildId === 'string' ? this.shardOf(guildId) : 0));
+    const e = { s: ++sess.seq, t, d };
+    sess.events.push(e);
+    this.deliver(sess, e);
     return e.s;
   }
 
-  /** Drops the gateway connection as a network fault would (close code 4000: the client resumes). */
-  async dropConnection(code = 4000): Promise<void> {
-    const ws = this.socket;
+  /** Drops a shard's gateway connection as a network fault would (close code 4000: the client resumes). */
+  async dropConnection(code = 4000, shard = 0): Promise<void> {
+    const sess = this.session(shard);
+    const ws = sess.socket;
     if (!ws) return;
-    this.ready = false;
+    sess.ready = false;
     const closed = once(ws, 'close');
     ws.close(code, 'fake network fault');
     await closed;

@@ -19,6 +19,7 @@ import { pathToFileURL } from 'node:url';
 import { MessageFlags, PermissionFlagsBits } from 'discord.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { main, type App } from '../../src/main.ts';
+import type { QueuedClassifier } from '../../src/queue.ts';
 import { Classifier, headId } from '../../src/model/classifier.ts';
 import { Registry } from '../../src/model/registry.ts';
 import { modelSettings, type ModelSettings } from '../../src/model/settings.ts';
@@ -144,9 +145,9 @@ describe.skipIf(!haveData)('admin operations', () => {
   // A test that fails mid-job leaves no job running behind it for the next one.
   afterEach(async () => {
     const jobs = app?.services.admin?.jobs;
-    const running = jobs?.current();
+    const running = await jobs?.current();
     if (!jobs || !running) return;
-    jobs.cancel(running.id, { id: alice.id, name: 'alice' });
+    await jobs.cancel(running.id, { id: alice.id, name: 'alice' });
     await expect.poll(() => jobs.current(), { timeout: 60_000 }).toBeNull();
   });
 
@@ -199,7 +200,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect(record).toMatchObject({ kind: 'retrain', status: 'cancelled', cancelledBy: { id: alice.id, name: 'alice' }, result: null });
     expect(registry.readActiveState().active).toBeNull();
     expect(await registry.listModels()).toEqual([]);
-    expect((app!.services.classifier.classifier as Classifier).activeHead).toBeNull();
+    expect(((app!.services.classifier as QueuedClassifier).classifier as Classifier).activeHead).toBeNull();
   });
 
   it('retrain: throttled progress edits, one job at a time, then the comparison and the curves; Promote swaps the live head', async () => {
@@ -247,7 +248,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect(promoted.body.embeds[0].description).toMatch(new RegExp(`^🚀 \\*\\*Promoted\\*\\* by alice: \`${firstModel}\` is now the active model`));
     expect(promoted.body.components).toEqual([]);
     expect(registry.readActiveState().active).toBe(firstModel);
-    const live = (app!.services.classifier.classifier as Classifier).activeHead;
+    const live = ((app!.services.classifier as QueuedClassifier).classifier as Classifier).activeHead;
     expect(live && headId(live)).toBe(firstModel);
     const [record] = await app!.services.admin!.jobs.recent(1);
     expect(record!.decision).toMatchObject({ action: 'promoted', by: { name: 'alice' } });
@@ -326,7 +327,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     const rolled = (await fake.originalEdit(rb)).body.embeds[0];
     expect(rolled.description).toMatch(new RegExp(`^\`${firstModel}\` is the active model again \\(instead of \`${second}\`\\)`));
     expect(registry.readActiveState().active).toBe(firstModel);
-    expect(headId((app!.services.classifier.classifier as Classifier).activeHead!)).toBe(firstModel);
+    expect(headId(((app!.services.classifier as QueuedClassifier).classifier as Classifier).activeHead!)).toBe(firstModel);
     await expect.poll(() => logs.some((l) => l.includes(`rolled back from ${second} to ${firstModel}`))).toBe(true);
 
     const jobs = fake.slashCommand('jobs', { user: alice });

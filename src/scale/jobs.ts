@@ -1,0 +1,370 @@
+/**
+ * Jobs across machines: /retrain and /score as BullMQ jobs on `catdog-jobs`, run by the jobs
+ * worker (CATDOG_ROLE=jobs) at concurrency 1, under the same job runner and records as the
+ * embedded mode (src/jobs/runner.ts; records in Redis, ids from INCR).
+ *
+ * - One job at a time in the whole deployment: `catdog:jobs:current` (SET NX) holds the id.
+ * - The door creates the record (queued), enqueues it, posts the job's message and tells where it
+ *   is (`catdog:job-message:<id>`); from then on ONE notifier, the jobs worker, edits that channel
+ *   message (not the interaction's token, which expires after 15 minutes): progress at most every
+ *   progressIntervalMs, then the result with its files (they are on the jobs machine).
+ * - Cancel: BullMQ cannot cancel an active job from the queue (bullmq#3768). A waiting job is
+ *   removed; an active one gets a Redis flag (`catdog:job-cancel:<id>`) and a message on the
+ *   `catdog:job-cancel` channel; the worker that runs it aborts its signal and the work stops within
+ *   one batch. A job handed over again after its worker died checks the flag before starting.
+ * - A killed jobs worker: its job's lock expires and the queue hands the job to the next jobs
+ *   worker (the same one restarted, or another), which runs it again under the same record
+ *   (attempt 2), reusing the feature cache; the active model is never touched by a retrain.
+ */
+import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { REST, Routes } from 'discord.js';
+import { finalPayload, progressPayload, type MessagePayload } from '../bot/job-message.ts';
+import type { AdminServices, Log } from '../bot/services.ts';
+import { Throttle } from '../bot/throttle.ts';
+import type { Config, Env } from '../config.ts';
+import { ModelAdmin } from '../jobs/models.ts';
+import { JobBusy, JobRunner, JobStateError, type Jobs, type JobWatcher, type StartedJob } from '../jobs/runner.ts';
+import type { JobDecision, JobParams, JobRecord, JobStatus, JobUser } from '../jobs/types.ts';
+import { Registry } from '../model/registry.ts';
+import { Store } from '../store/index.ts';
+import { blockingConnection, JOBS_QUEUE, producerConnection } from './connections.ts';
+import { ModelProcess } from './embedded.ts';
+import { publishHead, type RedisLiveHead } from './heads.ts';
+import type { RunningRole } from './inference-worker.ts';
+
+const CURRENT = 'catdog:jobs:current';
+const CANCEL_CHANNEL = 'catdog:job-cancel';
+const cancelKey = (id: string) => `catdog:job-cancel:${id}`;
+const messageKey = (id: string) => `catdog:job-message:${id}`;
+const bullKey = (id: string) => `catdog:job-bull:${id}`;
+const DAY_MS = 24 * 3600_000;
+const FINISHED: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'cancelled', 'interrupted']);
+
+interface JobData {
+  recordId: string;
+}
+
+/** The doors' side: the Jobs the commands use, on the jobs queue. */
+export class QueuedJobs implements Jobs {
+  constructor(
+    private readonly store: Store,
+    private readonly redis: Redis,
+    private readonly queue: Queue<JobData>,
+    private readonly events: QueueEvents,
+    private readonly log: Log,
+  ) {}
+
+  async current(): Promise<JobRecord | null> {
+    const id = await this.redis.get(CURRENT);
+    if (!id || id === 'starting') return null;
+    const r = await this.store.jobs.get(id);
+    return r && !FINISHED.has(r.status) ? r : null;
+  }
+
+  recent(limit?: number): Promise<JobRecord[]> {
+    return this.store.jobs.recent(limit);
+  }
+
+  get(id: string): Promise<JobRecord | null> {
+    return this.store.jobs.get(id);
+  }
+
+  decide(id: string, decision: JobDecision): Promise<JobRecord | null> {
+    return this.store.jobs.update(id, { decision });
+  }
+
+  /** Takes the one-job slot, or throws JobBusy with the job that holds it. */
+  private async claim(): Promise<void> {
+    if ((await this.redis.set(CURRENT, 'starting', 'PX', 60_000, 'NX')) === 'OK') return;
+    const running = await this.current();
+    if (running) throw new JobBusy(running);
+    // The slot names a job that has ended (its worker died before clearing it): take it over.
+    const held = await this.redis.get(CURRENT);
+    if (held === 'starting') throw new JobBusy(null);
+    if (
+      held &&
+      (await this.redis.eval(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], 'starting', 'PX', 60000) end return false",
+        1,
+        CURRENT,
+        held,
+      ))
+    )
+      return;
+    throw new JobBusy(null);
+  }
+
+  private async enqueue(record: JobRecord): Promise<StartedJob> {
+    const bullId = `job-${record.id}-${record.attempts + 1}`;
+    try {
+      await this.redis.set(CURRENT, record.id);
+      await this.redis.set(bullKey(record.id), bullId, 'PX', DAY_MS * 7);
+      const job = await this.queue.add(
+        record.kind,
+        { recordId: record.id },
+        { jobId: bullId, attempts: 1, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } },
+      );
+      const done = job
+        .waitUntilFinished(this.events)
+        .catch(() => undefined)
+        .then(async () => (await this.store.jobs.get(record.id)) ?? record);
+      return { record, done };
+    } catch (err) {
+      await this.redis.del(CURRENT).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async start(params: JobParams, by: JobUser, _watch?: JobWatcher): Promise<StartedJob> {
+    await this.claim();
+    let record: JobRecord;
+    try {
+      record = await this.store.jobs.create({
+        kind: params.kind,
+        status: 'queued',
+        startedBy: by,
+        params,
+        createdAt: new Date().toISOString(),
+        startedAt: null,
+        endedAt: null,
+        attempts: 0,
+        progress: null,
+        result: null,
+        error: null,
+        cancelledBy: null,
+        decision: null,
+      });
+    } catch (err) {
+      await this.redis.del(CURRENT).catch(() => undefined);
+      throw err;
+    }
+    this.log(`jobs: #${record.id} (${record.kind}) queued by ${by.name}`);
+    return this.enqueue(record);
+  }
+
+  async resume(id: string, by: JobUser, _watch?: JobWatcher): Promise<StartedJob> {
+    const record = await this.store.jobs.get(id);
+    if (!record) throw new JobStateError('job_unknown', `There is no job #${id}.`);
+    if (record.status !== 'interrupted')
+      throw new JobStateError('job_not_resumable', `Job #${id} is ${record.status}; only an interrupted job can be resumed.`);
+    await this.claim();
+    await this.redis.del(cancelKey(id));
+    this.log(`jobs: #${id} (${record.kind}) resumed by ${by.name}`);
+    return this.enqueue(record);
+  }
+
+  async cancel(id: string, by: JobUser): Promise<boolean> {
+    const record = await this.store.jobs.get(id);
+    if (!record || FINISHED.has(record.status)) return false;
+    await this.redis.set(cancelKey(id), JSON.stringify(by), 'PX', DAY_MS);
+    const bullId = await this.redis.get(bullKey(id));
+    const job = bullId ? await this.queue.getJob(bullId) : undefined;
+    const state = job ? await job.getState() : 'unknown';
+    if (job && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
+      // Not started: take it off the queue and record it here.
+      await job.remove().catch(() => undefined);
+      await this.store.jobs.update(id, { status: 'cancelled', cancelledBy: by, endedAt: new Date().toISOString() });
+      await this.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, CURRENT, id);
+    }
+    // Running: the worker that owns it aborts (and a notifier shows a job cancelled while waiting).
+    await this.redis.publish(CANCEL_CHANNEL, id);
+    this.log(`jobs: #${id} (${record.kind}) cancelled by ${by.name}${state === 'active' ? ' (the jobs worker stops it)' : ''}`);
+    return true;
+  }
+
+  async shutdown(): Promise<void> {
+    await this.events.close().catch(() => undefined);
+    await this.queue.close().catch(() => undefined);
+  }
+}
+
+/**
+ * The admin services of a distributed door: jobs on the queue, models in the registry (the
+ * models folder must be on this machine too: a shared volume with the jobs machine) with the
+ * active head published to every inference worker.
+ */
+export async function distributedAdmin(o: { config: Config; store: Store; redis: Redis; live: RedisLiveHead; log: Log }): Promise<AdminServices> {
+  const url = o.config.scale.redisUrl!;
+  const queue = new Queue<JobData>(JOBS_QUEUE, { connection: producerConnection(url) });
+  queue.on('error', () => undefined);
+  const events = new QueueEvents(JOBS_QUEUE, { connection: blockingConnection(url) });
+  events.on('error', () => undefined);
+  await queue.waitUntilReady();
+  // The first door up publishes the registry's active head if none is published yet.
+  const registry = new Registry(o.config.model.registryDir);
+  const active = registry.readActiveState().active;
+  if (active && (await publishHead(o.redis, await registry.loadModel(active), { onlyIfNone: true })))
+    o.log(`models: published the active model ${active} to the inference workers`);
+  await o.live.refresh();
+  return {
+    jobs: new QueuedJobs(o.store, o.redis, queue, events, o.log),
+    models: new ModelAdmin(o.live, registry),
+    progressIntervalMs: o.config.scale.jobProgressMs,
+    tokenTtlMs: 14 * 60_000,
+    background: new Set(),
+    jobMessages: {
+      attach: async (jobId, message) => {
+        await o.redis.set(messageKey(jobId), JSON.stringify(message), 'PX', DAY_MS * 7);
+      },
+    },
+  };
+}
+
+/** Edits a job's channel message through REST with the bot's token (the jobs worker holds no gateway connection). */
+class ChannelNotifier {
+  private ref: { channelId: string; messageId: string } | null = null;
+  private readonly throttle: Throttle<MessagePayload>;
+
+  constructor(
+    private readonly rest: REST,
+    private readonly redis: Redis,
+    private readonly jobId: string,
+    intervalMs: number,
+    private readonly log: Log,
+  ) {
+    this.throttle = new Throttle(
+      intervalMs,
+      (p) => this.send(p),
+      (err) => log(`jobs: could not update the message of #${jobId}: ${err instanceof Error ? err.message : String(err)}`),
+    );
+  }
+
+  progress(r: JobRecord): void {
+    if (r.status === 'running') this.throttle.push(progressPayload(r));
+  }
+
+  async final(r: JobRecord): Promise<void> {
+    try {
+      await this.throttle.final(await finalPayload(r));
+    } catch (err) {
+      this.log(`jobs: could not post the end of #${this.jobId}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  private async where(wait: boolean): Promise<{ channelId: string; messageId: string } | null> {
+    for (let i = 0; !this.ref; i++) {
+      const v = await this.redis.get(messageKey(this.jobId));
+      if (v) this.ref = JSON.parse(v);
+      else if (!wait || i >= 150) return null;
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    return this.ref;
+  }
+
+  private async send(p: MessagePayload): Promise<void> {
+    const ref = await this.where(true);
+    if (!ref) return;
+    const files = (p.files ?? []).map((f) => ({ name: f.name ?? 'file', data: f.attachment as Buffer }));
+    await this.rest.patch(Routes.channelMessage(ref.channelId, ref.messageId), {
+      body: {
+        ...(p.content !== undefined ? { content: p.content } : {}),
+        embeds: p.embeds,
+        components: p.components.map((c) => c.toJSON()),
+        ...(files.length ? { attachments: files.map((f, i) => ({ id: i, filename: f.name })) } : {}),
+      },
+      files,
+    });
+  }
+}
+
+/** CATDOG_ROLE=jobs: the jobs worker (concurrency 1) and the notifier of the jobs' messages. */
+export async function startJobsWorker(config: Config, env: Env, log: Log, o: { progressIntervalMs?: number } = {}): Promise<RunningRole> {
+  const url = config.scale.redisUrl!;
+  const model = await ModelProcess.start(env, log);
+  const store = await Store.open(config.store, log);
+  const redis = blockingConnection(url);
+  const sub = blockingConnection(url);
+  const runner = new JobRunner({ repo: store.jobs, work: model.jobWork, log });
+  const rest = new REST(config.discord.apiUrl ? { api: config.discord.apiUrl } : {}).setToken(config.discord.token ?? '');
+  const interval = o.progressIntervalMs ?? config.scale.jobProgressMs;
+  const clearCurrent = (id: string) =>
+    redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, CURRENT, id).catch(() => undefined);
+
+  sub.on('message', (_channel: string, id: string) => {
+    void (async () => {
+      const by = await redis.get(cancelKey(id));
+      if (!by) return;
+      if (runner.current()?.id === id) {
+        runner.cancel(id, JSON.parse(by) as JobUser);
+        return;
+      }
+      // Cancelled while it waited: the door recorded it; show it on the job's message.
+      const r = await store.jobs.get(id);
+      if (r?.status === 'cancelled') await new ChannelNotifier(rest, redis, id, 0, log).final(r);
+    })().catch((err) => log(`jobs: cancel of #${id}: ${err instanceof Error ? err.message : String(err)}`));
+  });
+  await sub.subscribe(CANCEL_CHANNEL);
+
+  const worker = new Worker<JobData>(
+    JOBS_QUEUE,
+    async (job: Job<JobData>) => {
+      const id = job.data.recordId;
+      const notifier = new ChannelNotifier(rest, redis, id, interval, log);
+      const flag = await redis.get(cancelKey(id));
+      if (flag) {
+        // Cancelled before it (re)started here: it does not start.
+        const r = await store.jobs.update(id, { status: 'cancelled', cancelledBy: JSON.parse(flag) as JobUser, endedAt: new Date().toISOString() });
+        await clearCurrent(id);
+        if (r) await notifier.final(r);
+        return 'cancelled';
+      }
+      let started: StartedJob;
+      try {
+        started = await runner.run(id, (r) => {
+          notifier.progress(r);
+          if (r.progress) void job.updateProgress({ stage: r.progress.stage, done: r.progress.done, total: r.progress.total }).catch(() => undefined);
+        });
+      } catch (err) {
+        const r = await store.jobs.update(id, { status: 'failed', error: err instanceof Error ? err.message : String(err), endedAt: new Date().toISOString() });
+        await clearCurrent(id);
+        if (r) await notifier.final(r);
+        return 'failed';
+      }
+      notifier.progress(started.record);
+      // A cancel that came while the job was being set up (before the runner knew its id).
+      const late = await redis.get(cancelKey(id));
+      if (late) runner.cancel(id, JSON.parse(late) as JobUser);
+      const final = await started.done;
+      await notifier.final(final);
+      await clearCurrent(id);
+      return final.status;
+    },
+    {
+      connection: blockingConnection(url),
+      concurrency: 1,
+      name: `jobs@${process.pid}`,
+      lockDuration: config.scale.workerLockMs,
+      stalledInterval: config.scale.workerLockMs,
+      maxStalledCount: 1,
+    },
+  );
+  worker.on('error', (err) => log(`jobs: queue error: ${err.message}`));
+  worker.on('failed', (job, err) => {
+    // Stalled too often (its workers keep dying): interrupted, resumable by a person.
+    if (!job) return;
+    const id = job.data.recordId;
+    log(`jobs: #${id} given up by the queue: ${err.message}`);
+    void store.jobs
+      .update(id, (r) =>
+        FINISHED.has(r.status) ? {} : { status: 'interrupted', error: 'The jobs worker stopped while this job ran.', endedAt: new Date().toISOString() },
+      )
+      .then(async (r) => {
+        await clearCurrent(id);
+        if (r) await new ChannelNotifier(rest, redis, id, 0, log).final(r);
+      });
+  });
+  await worker.waitUntilReady();
+  log(`jobs: the jobs worker takes ${JOBS_QUEUE} (one at a time), model process pid ${model.pid}`);
+  return {
+    name: 'jobs',
+    async close() {
+      await runner.shutdown(); // a running job stops within one batch and is recorded interrupted
+      await worker.close();
+      await sub.quit().catch(() => undefined);
+      await redis.quit().catch(() => undefined);
+      await store.close();
+      await model.close();
+    },
+  };
+}

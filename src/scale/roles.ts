@@ -1,0 +1,112 @@
+/**
+ * `npm run start:<role>` (or CATDOG_ROLE=<role> npm start): one role of a deployment on Redis.
+ * gateway — discord.js; with SHARD_COUNT > 1 a ShardingManager, one process per shard, each
+ *           running the gateway (src/scale/shard.ts); defers, checks cooldowns, enqueues.
+ * inference — a BullMQ worker on catdog-classify with the model in a child process.
+ * jobs    — the BullMQ worker of /retrain and /score, and the notifier of their messages.
+ * web     — the upload page and /api/classify on the queue, /healthz with Redis and the workers.
+ */
+import { fileURLToPath } from 'node:url';
+import { ShardingManager } from 'discord.js';
+import type { Log } from '../bot/services.ts';
+import { loadConfig, processEnv, type Config, type Env, type Role } from '../config.ts';
+import { startGateway, startWebRole } from './doors.ts';
+import { tsExecArgv } from './fork.ts';
+import { startInferenceWorker, type RunningRole } from './inference-worker.ts';
+import { startJobsWorker } from './jobs.ts';
+
+const SHARD = fileURLToPath(new URL('./shard.ts', import.meta.url));
+
+/**
+ * Why discord.js's own ShardingManager and not discord-hybrid-sharding: one process per shard is
+ * what a gateway shard needs here (it runs no inference, so a process is mostly idle I/O), it
+ * ships with discord.js (no other dependency, same release cycle), and respawns a dead shard.
+ * discord-hybrid-sharding's clusters (many shards per process) pay off past dozens of shards,
+ * where a process per shard costs too much memory; catdog is far from that.
+ */
+async function startShardManager(config: Config, log: Log): Promise<RunningRole> {
+  const total = config.scale.shards;
+  const manager = new ShardingManager(SHARD, {
+    token: config.discord.token!,
+    totalShards: total,
+    mode: 'process',
+    respawn: true,
+    execArgv: tsExecArgv(),
+  });
+  manager.on('shardCreate', (shard) => {
+    log(`gateway: shard ${shard.id} starting (pid ${shard.process?.pid ?? '?'})`);
+    shard.on('death', () => log(`gateway: shard ${shard.id} died; discord.js starts it again`));
+  });
+  await manager.spawn({ amount: total, delay: config.scale.shardSpawnDelayMs, timeout: 120_000 });
+  log(`gateway: ${manager.shards.size} shard process(es) up`);
+  return {
+    name: `gateway manager (${manager.shards.size} shards)`,
+    async close() {
+      // SIGTERM to each shard: it finishes what it has in flight and exits.
+      manager.respawn = false;
+      await Promise.all(
+        [...manager.shards.values()].map(async (s) => {
+          const p = s.process;
+          if (!p || p.exitCode !== null) return;
+          const gone = new Promise<void>((resolve) => p.once('exit', () => resolve()));
+          p.kill('SIGTERM');
+          const timer = setTimeout(() => p.kill('SIGKILL'), 65_000);
+          await gone;
+          clearTimeout(timer);
+        }),
+      );
+    },
+  };
+}
+
+export async function startRole(role: Role, config: Config, env: Env, log: Log): Promise<RunningRole> {
+  switch (role) {
+    case 'gateway':
+      return config.scale.shards !== 1 ? startShardManager(config, log) : startGateway(config, log);
+    case 'inference':
+      return startInferenceWorker(config, env, log);
+    case 'jobs':
+      return startJobsWorker(config, env, log);
+    case 'web':
+      return startWebRole(config, log);
+    case 'embedded':
+      throw new Error('the embedded role is src/main.ts');
+  }
+}
+
+function timestamped(line: string): void {
+  process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+}
+
+/** The entry: reads the configuration, starts the role, stops it on SIGTERM/SIGINT (exit 0 when it stopped cleanly). */
+export async function runRole(roleArg: string | undefined, env: Env = processEnv()): Promise<void> {
+  const merged = roleArg ? { ...env, CATDOG_ROLE: roleArg } : env;
+  const config = loadConfig(merged);
+  const role = config.scale.role;
+  if (role === 'embedded') {
+    const { main } = await import('../main.ts');
+    await main({ env: merged });
+    return;
+  }
+  const log = (l: string) => timestamped(`[${role}] ${l}`);
+  const running = await startRole(role, config, merged, log);
+  log(`catdog ${role} is ready`);
+  let stopping = false;
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      log(`${signal}: stopping ${running.name}`);
+      running.close().then(
+        () => {
+          log('stopped (exit 0)');
+          process.exit(0);
+        },
+        (err) => {
+          log(`stop failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
