@@ -326,8 +326,9 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
       const late = await redis.get(cancelKey(id));
       if (late) runner.cancel(id, JSON.parse(late) as JobUser);
       const final = await started.done;
-      await notifier.final(final);
+      // The slot is free once the record is final, before the message says so.
       await clearCurrent(id);
+      await notifier.final(final);
       return final.status;
     },
     {
