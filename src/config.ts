@@ -204,6 +204,13 @@ class Reader {
   }
 }
 
+function parsePrecision(r: Reader): 'fp32' | 'int8' {
+  const v = r.raw('CATDOG_PRECISION');
+  if (v === undefined || v === 'fp32' || v === 'int8') return v ?? 'fp32';
+  r.problems.push(`CATDOG_PRECISION must be fp32 or int8, got "${v}".`);
+  return 'fp32';
+}
+
 function parseModel(r: Reader, cwd: string): ModelSettings {
   const names = Object.keys(BACKBONES) as BackboneName[];
   let backbones: BackboneName[] | null = null;
@@ -229,6 +236,7 @@ function parseModel(r: Reader, cwd: string): ModelSettings {
     threads: r.raw('CATDOG_THREADS') === undefined ? null : r.int('CATDOG_THREADS', 1, 1, 256, 'a number of threads'),
     spin: r.bool('CATDOG_SPIN', false),
     arena,
+    precision: parsePrecision(r),
     modelsDir,
     ...(r.raw('CATDOG_REGISTRY_DIR') !== undefined ? { registryDir: r.path('CATDOG_REGISTRY_DIR', cwd)! } : {}),
     kerasWeightsBaseUrl: r.httpUrl('KERAS_WEIGHTS_BASE_URL'),

@@ -41,11 +41,13 @@ export type ErrorCode =
   | 'model_exists'
   | 'registry_corrupt'
   | 'head_backbones'
+  | 'head_precision'
   | 'head_format'
   | 'head_mismatch'
   | 'head_missing'
   | 'no_imagenet_top'
   // weights
+  | 'calibration_missing'
   | 'weights_checksum'
   | 'weights_integrity'
   | 'weights_copy'
@@ -114,10 +116,12 @@ export const ERRORS = {
   model_exists: fault,
   registry_corrupt: fault,
   head_backbones: refusal,
+  head_precision: refusal,
   head_format: fault,
   head_mismatch: fault,
   head_missing: fault,
   no_imagenet_top: fault,
+  calibration_missing: fault,
   weights_checksum: fault,
   weights_integrity: fault,
   weights_copy: fault,

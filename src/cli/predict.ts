@@ -80,7 +80,7 @@ export async function predictCommand(argv: string[], config: Config, out = proce
     try {
       const p = await classifier.classify(await readLimited(file, maxBytes));
       const ms = Math.round(performance.now() - t0);
-      if (values.json) out.write(`${JSON.stringify({ file, dog: Number(p.dog.toFixed(6)), label: p.label, ms })}\n`);
+      if (values.json) out.write(`${JSON.stringify({ file, dog: Number(p.dog.toFixed(6)), label: p.label, precision: p.precision, ms })}\n`);
       else {
         const extra = p.label === 'neither' ? ` (looks like neither: ${p.imagenetTop[0]?.label ?? '?'})` : '';
         out.write(`${file}\t${p.label}\tdog ${(p.dog * 100).toFixed(1)}%${extra}\t${ms} ms\n`);

@@ -16,6 +16,8 @@ export interface ModelView {
   recipe: string | null;
   tta: 'none' | 'flip';
   backbones: string[];
+  /** Precision of the backbone features the head was trained on. */
+  precision: 'fp32' | 'int8';
   photos: number | null;
   sources: string[];
   valLoss: number | null;
@@ -35,6 +37,7 @@ export function modelView(id: string, head: HeadFile, active: boolean): ModelVie
     recipe: typeof meta.recipe === 'string' ? meta.recipe : null,
     tta: head.tta ?? 'none',
     backbones: head.backbones,
+    precision: head.precision ?? 'fp32',
     photos: num(meta.photos),
     sources: Array.isArray(meta.sources) ? meta.sources.map(String) : [],
     valLoss: num(metrics.valLoss),

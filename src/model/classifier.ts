@@ -15,7 +15,7 @@ import { BACKBONES, fusedWidth } from './backbones/index.ts';
 import { Head, loadHead } from './head.ts';
 import { readImagenetLabels, topK } from './imagenet.ts';
 import { isNeither } from './neither.ts';
-import { loadBackbone, runBackbone, type BackboneInfo, type LoadedBackbone, type RuntimeOptions } from './onnx/session.ts';
+import { loadBackbone, runBackbone, type BackboneInfo, type LoadedBackbone, type Precision, type RuntimeOptions } from './onnx/session.ts';
 import { Registry } from './registry.ts';
 import { modelSettings, type ModelSettings } from './settings.ts';
 import type { BackboneName, ImageClassifier, ImagenetGuess, Prediction } from './types.ts';
@@ -38,6 +38,8 @@ export interface ClassifierOptions {
   /** Threads and spinning, over the settings' (bench). */
   threads?: number;
   spin?: boolean;
+  /** fp32 or int8 backbones, over the settings' (CATDOG_PRECISION). */
+  precision?: Precision;
   limits?: Partial<ImageLimits>;
   /** ImageNet guesses returned with each answer (default 5). */
   topK?: number;
@@ -46,6 +48,8 @@ export interface ClassifierOptions {
 
 export interface ClassifierInfo {
   backbones: BackboneName[];
+  /** fp32 or int8 backbone graphs. */
+  precision: Precision;
   backboneInfo: BackboneInfo[];
   /** Identity of the active head, or null when none is loaded. */
   model: string | null;
@@ -113,12 +117,17 @@ export class Classifier implements ImageClassifier {
     }
     const configured = options.backbones ?? settings.backbones;
     const backbones = configured ?? head?.backbones ?? ['resnet50'];
-    if (head) head.checkBackbones(backbones);
+    const precision = options.precision ?? settings.precision;
+    if (head) {
+      head.checkBackbones(backbones);
+      head.checkPrecision(precision);
+    }
     const runtime: RuntimeOptions & { log?: (line: string) => void } = {
       threads: options.threads ?? settings.threads,
       spin: options.spin ?? settings.spin,
       arena: settings.arena,
       modelsDir: settings.modelsDir,
+      precision,
       log: options.log,
     };
     const loaded: LoadedBackbone[] = [];
@@ -130,11 +139,16 @@ export class Classifier implements ImageClassifier {
     const resnet = loaded.find((b) => b.definition.name === 'resnet50' && b.info.hasTop);
     const labelsDir = resnetImagenetDir(settings.modelsDir);
     if (resnet && existsSync(labelsDir)) labels = await readImagenetLabels(labelsDir);
-    return new Classifier(loaded, head, labels, options, performance.now() - t0);
+    return new Classifier(loaded, head, labels, { ...options, precision }, performance.now() - t0);
   }
 
   get backbones(): BackboneName[] {
     return this.loaded.map((b) => b.definition.name);
+  }
+
+  /** fp32 or int8: the precision every backbone of this classifier runs in. */
+  get precision(): Precision {
+    return this.options.precision ?? 'fp32';
   }
 
   /** The 1000 ImageNet class names, when ResNet50's top is loaded. */
@@ -149,6 +163,7 @@ export class Classifier implements ImageClassifier {
   info(): ClassifierInfo {
     return {
       backbones: this.backbones,
+      precision: this.precision,
       backboneInfo: this.loaded.map((b) => b.info),
       model: this.head ? headId(this.head) : null,
       loadMs: this.loadMs,
@@ -157,14 +172,17 @@ export class Classifier implements ImageClassifier {
 
   /** Swaps the head in place (promotion, rollback); requests in flight finish with the old one. */
   setHead(head: Head | null): void {
-    if (head) head.checkBackbones(this.backbones);
+    if (head) {
+      head.checkBackbones(this.backbones);
+      head.checkPrecision(this.precision);
+    }
     this.head = head;
   }
 
   /** One line saying what is active, for startup logs and `catdog predict`. */
   describe(): string {
     const parts = this.loaded.map((b) => `${b.info.title} (${b.info.generated ? 'GENERATED weights, not ImageNet' : b.info.weights})`);
-    return `backbones: ${parts.join(' + ')}; head: ${this.head ? headId(this.head) : 'none'}`;
+    return `backbones: ${parts.join(' + ')}, ${this.precision}; head: ${this.head ? headId(this.head) : 'none'}`;
   }
 
   async decode(bytes: Uint8Array): Promise<DecodedImage> {
@@ -284,6 +302,7 @@ export class Classifier implements ImageClassifier {
       dog,
       label,
       backbones: this.backbones,
+      precision: this.precision,
       model: headId(head),
       imagenetTop: top10.slice(0, this.options.topK ?? 5),
       timings: { decodeMs: f.decodeMs, backbonesMs: f.backbonesMs, headMs, totalMs: performance.now() - t0 },

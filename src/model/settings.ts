@@ -19,6 +19,8 @@ export interface ModelSettings {
   spin: boolean;
   /** CATDOG_ARENA: ONNX Runtime's memory arena for all backbones (true/false); null: each backbone's own choice. */
   arena: boolean | null;
+  /** CATDOG_PRECISION: fp32 or int8 backbone graphs (default fp32). */
+  precision: 'fp32' | 'int8';
   /** CATDOG_MODELS_DIR: weights, ONNX graphs, the registry. */
   modelsDir: string;
   /** CATDOG_REGISTRY_DIR: the model registry (default: <modelsDir>/registry). */
@@ -37,6 +39,7 @@ export function modelSettings(overrides: Partial<ModelSettings> = {}): ModelSett
     threads: null,
     spin: false,
     arena: null,
+    precision: 'fp32',
     kerasWeightsBaseUrl: null,
     ...overrides,
     modelsDir,

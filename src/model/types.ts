@@ -17,6 +17,8 @@ export interface Prediction {
   label: 'dog' | 'cat' | 'neither';
   /** Active backbones, in the fused-feature order the head was trained with. */
   backbones: BackboneName[];
+  /** Precision of the backbone graphs that answered: fp32 or int8. */
+  precision: 'fp32' | 'int8';
   /** Identity of the head that answered. */
   model: string;
   /** ResNet50's ImageNet top-k (fc1000), best first. Empty when the ResNet50 top is unavailable. */

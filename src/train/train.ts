@@ -177,6 +177,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       backbones: info.backbones,
       featureSize: data.d,
       weights: Object.fromEntries(info.backboneInfo.map((b) => [b.name, b.weights])),
+      precision: info.precision,
       kernel: Array.from(chosen.fitted.kernel),
       bias: chosen.fitted.bias,
       ...(chosen.fitted.mean ? { mean: Array.from(chosen.fitted.mean), scale: Array.from(chosen.fitted.scale!) } : {}),

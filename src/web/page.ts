@@ -78,7 +78,7 @@ input.addEventListener('change', async () => {
     fill.style.width = body.dogPercent + '%';
     bar.hidden = false;
     details.textContent = 'Backbones: ' + body.backbones.map((b) => NAMES[b] || b).join(' + ') +
-      ' · ' + (body.elapsedMs / 1000).toFixed(2) + ' s';
+      ' (' + body.precision + ') · ' + (body.elapsedMs / 1000).toFixed(2) + ' s';
   } catch (err) {
     result.className = 'error';
     result.textContent = err.message;

@@ -96,6 +96,7 @@ export function createWebServer(deps: WebDeps): Server {
         dog: p.dog,
         dogPercent: Math.round(p.dog * 100),
         backbones: p.backbones,
+        precision: p.precision,
         model: p.model,
         imagenetTop: p.imagenetTop,
         timings: p.timings,

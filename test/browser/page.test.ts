@@ -59,7 +59,7 @@ describe.skipIf(!available)('the upload page', () => {
       await result.and(page.locator('[data-label="dog"]')).waitFor({ timeout: 15_000 });
       const dogPct = Math.round(expectedDog(DOGGY) * 100);
       expect(await result.textContent()).toBe(`🐶 Dog — ${dogPct}% dog`);
-      expect(await page.locator('#details').textContent()).toMatch(/^Backbones: ResNet50 \+ Xception · \d+\.\d\d s$/);
+      expect(await page.locator('#details').textContent()).toMatch(/^Backbones: ResNet50 \+ Xception \(fp32\) · \d+\.\d\d s$/);
       expect(await page.locator('#bar-fill').evaluate((el) => (el as HTMLElement).style.width)).toBe(`${dogPct}%`);
       expect(await page.locator('#preview').isVisible()).toBe(true);
 

@@ -68,6 +68,7 @@ export class MeanColourTestClassifier implements ImageClassifier {
       dog,
       label,
       backbones: TEST_BACKBONES,
+      precision: 'fp32',
       model: TEST_MODEL_ID,
       imagenetTop: top,
       timings: { decodeMs, backbonesMs: { resnet50: 0, xception: 0 }, headMs: 0, totalMs },

@@ -40,7 +40,7 @@ export function trainingNames(from: number, to: number): (name: string) => boole
 export function temporaryModelsDir(root: string): string {
   const dir = join(root, 'models');
   mkdirSync(dir, { recursive: true });
-  for (const sub of ['onnx', 'cache', 'weights']) {
+  for (const sub of ['onnx', 'cache', 'weights', 'calibration']) {
     try {
       symlinkSync(join(repoRoot, 'models', sub), join(dir, sub));
     } catch {

@@ -123,7 +123,7 @@ describe('/catdog', () => {
     const cells = Math.round(expectedDog(DOGGY) * 10);
     expect(embed.description).toContain(`\`${'█'.repeat(cells)}${'░'.repeat(10 - cells)}\``);
     expect(embed.fields).toEqual([
-      { name: 'Backbones', value: 'ResNet50 + Xception', inline: true },
+      { name: 'Backbones', value: 'ResNet50 + Xception (fp32)', inline: true },
       { name: 'Time', value: expect.stringMatching(/^\d+\.\d+ s$/), inline: true },
     ]);
     expect(embed.footer.text).toBe('model: mean-colour-test-double');

@@ -66,6 +66,7 @@ describe('config', () => {
         CATDOG_THREADS: '3',
         CATDOG_SPIN: '1',
         CATDOG_ARENA: '0',
+        CATDOG_PRECISION: 'int8',
         CATDOG_MODELS_DIR: 'm',
         KERAS_WEIGHTS_BASE_URL: 'http://127.0.0.1:8000/keras/',
       },
@@ -78,6 +79,7 @@ describe('config', () => {
       threads: 3,
       spin: true,
       arena: false,
+      precision: 'int8',
       modelsDir: '/srv/catdog/m',
       registryDir: '/srv/catdog/m/registry',
       kerasWeightsBaseUrl: 'http://127.0.0.1:8000/keras',
@@ -85,7 +87,7 @@ describe('config', () => {
     expect(loadConfig({ CATDOG_MODELS_DIR: '/m', CATDOG_REGISTRY_DIR: 'r' }, '/srv').model.registryDir).toBe('/srv/r');
     let err: unknown;
     try {
-      loadConfig({ CATDOG_BACKBONES: 'resnet50,mobilenet', CATDOG_THREADS: 'many', PORT: 'x' });
+      loadConfig({ CATDOG_BACKBONES: 'resnet50,mobilenet', CATDOG_THREADS: 'many', CATDOG_PRECISION: 'fp16', PORT: 'x' });
     } catch (e) {
       err = e;
     }
@@ -93,6 +95,7 @@ describe('config', () => {
       'PORT must be a TCP port (a whole number from 0 to 65535), got "x".',
       'CATDOG_BACKBONES must be a comma-separated list of backbones among resnet50, inception_v3, xception; unknown: "mobilenet".',
       'CATDOG_THREADS must be a number of threads (a whole number from 1 to 256), got "many".',
+      'CATDOG_PRECISION must be fp32 or int8, got "fp16".',
     ]);
   });
 

@@ -8,7 +8,7 @@ function modelLines(v: ModelView): string[] {
   const lines = [
     `Validation: ${metricLine(v.valLoss, v.valAcc)}`,
     `Trained ${v.date ? v.date.slice(0, 16).replace('T', ' ') + ' UTC' : 'at an unknown date'} · ${v.recipe ?? 'unknown recipe'}${v.tta === 'flip' ? ' + flip averaging' : ''}`,
-    `Backbones: ${backboneList(v.backbones as BackboneName[])}`,
+    `Backbones: ${backboneList(v.backbones as BackboneName[])} (${v.precision} features)`,
   ];
   if (v.sources.length) lines.push(`Data: ${v.sources.join(' + ')}${v.photos !== null ? ` (${v.photos} photos${v.outliersExcluded ? `, ${v.outliersExcluded} outliers left out` : ''})` : ''}`);
   for (const [src, m] of Object.entries(v.valBySource)) lines.push(`· ${src}: log loss ${m.logloss.toFixed(4)}, accuracy ${pct2(m.accuracy)} (${m.n} photos)`);

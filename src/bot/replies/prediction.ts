@@ -20,7 +20,7 @@ export function predictionEmbed(p: Prediction, options: { name?: string; elapsed
     description: lines.join('\n'),
     color: COLOURS[p.label],
     fields: [
-      { name: 'Backbones', value: backboneList(p.backbones), inline: true },
+      { name: 'Backbones', value: `${backboneList(p.backbones)} (${p.precision})`, inline: true },
       { name: 'Time', value: seconds(options.elapsedMs ?? p.timings.totalMs), inline: true },
     ],
     footer: { text: `model: ${truncate(p.model, 100)}` },

@@ -2,6 +2,7 @@
  * Backbones on ONNX Runtime: weights → ONNX graph (cached under models/onnx/, rebuilt when the
  * weights or the exporter change) → an InferenceSession.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
@@ -11,13 +12,24 @@ import { DEFAULT_MODELS_DIR } from '../../paths.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
 import { bindWeights } from '../weights/bind.ts';
 import { readWeights, resolveWeights, type ResolvedWeights } from '../weights/sources.ts';
-import { exportOnnx } from './export.ts';
 import { ModelError } from '../../errors.ts';
+import { calibrationId, calibrationPath, readCalibration } from './calibrate.ts';
+import { exportOnnx } from './export.ts';
+import { decodeModel, planQuantization, QUANT_VERSION, quantizeModel, type Range } from './quantize.ts';
 
 /** Bumped whenever the exporter's output changes, so cached graphs are rebuilt. */
 export const EXPORT_VERSION = 2; // 2: any input size for backbones with `anySize`
 
+/** Numeric precision of the backbones: fp32 graphs, or int8 QDQ graphs quantized from them. */
+export type Precision = 'fp32' | 'int8';
+export const PRECISIONS: readonly Precision[] = ['fp32', 'int8'];
+
+/** Weight bits of int8 graphs: full int8 range (see quantize.ts for the 7-bit option). */
+export const INT8_WEIGHT_BITS = 8;
+
 export interface RuntimeOptions {
+  /** fp32 or int8 graphs (CATDOG_PRECISION; default fp32). */
+  precision?: Precision;
   /** Threads per ONNX Runtime session (CATDOG_THREADS; default: the machine's cores, at most 4). */
   threads?: number | null;
   /** Let idle worker threads spin for work (CATDOG_SPIN=1). Off by default: it steals CPU from a job sharing the cores. */
@@ -32,7 +44,9 @@ export interface BackboneInfo {
   name: BackboneDefinition['name'];
   title: string;
   weights: string;
+  /** Identity of the graph's weights: the fp32 weights' id, or for int8 one that also covers the quantization. */
   weightsId: string;
+  precision: Precision;
   generated: boolean;
   hasTop: boolean;
   onnxPath: string;
@@ -71,6 +85,11 @@ export function sessionOptions(o: RuntimeOptions = {}, backbone?: BackboneDefini
     interOpNumThreads: 1,
     executionMode: 'sequential',
     enableCpuMemArena: useArena(backbone, o.arena ?? null),
+    // Without the arena, a memory pattern is one block per run, and glibc serves a block over its
+    // 32 MB mmap ceiling with a fresh mmap each run: every page faults again (measured: Xception
+    // batch 1 and InceptionV3 batch 4, 34-42 MB, 8,800-10,900 page faults per run). Per-tensor
+    // allocations stay under the ceiling and are reused by malloc.
+    enableMemPattern: useArena(backbone, o.arena ?? null),
     extra: { session: { intra_op: { allow_spinning: spin ? '1' : '0' } } },
   };
 }
@@ -80,6 +99,11 @@ interface Sidecar {
   weightsId: string;
   description: string;
   hasTop: boolean;
+  precision?: Precision;
+  /** int8: the quantizer version, the fp32 weights' id and how the activations were calibrated. */
+  quantVersion?: number;
+  fp32WeightsId?: string;
+  calibration?: { method: string; photos: number; tail?: number; file: string };
 }
 
 /** Builds (or finds in the cache) the ONNX graph for a backbone's weights. */
@@ -114,13 +138,70 @@ export async function ensureOnnx(
   return { path: onnxPath, sidecar, buildMs };
 }
 
+/**
+ * Builds (or finds in the cache) the int8 QDQ graph of a backbone's weights: the fp32 graph,
+ * quantized with the activation ranges of models/calibration/<backbone>-<weights key>.json
+ * (`npm run calibrate`). Its weights identity is new, so feature caches and heads keep int8 and
+ * fp32 features apart.
+ */
+export async function ensureInt8(
+  definition: BackboneDefinition,
+  resolved: ResolvedWeights,
+  log?: (line: string) => void,
+  modelsDir = DEFAULT_MODELS_DIR,
+): Promise<{ path: string; sidecar: Sidecar; buildMs: number }> {
+  const fp32 = await ensureOnnx(definition, resolved, log, modelsDir);
+  const calPath = calibrationPath(definition.name, resolved.cacheKey, modelsDir);
+  const cal = await readCalibration(calPath);
+  if (!cal || cal.weightsId !== fp32.sidecar.weightsId) {
+    throw new ModelError(
+      'calibration_missing',
+      `int8 ${definition.title} needs activation ranges for these weights (${resolved.label}), and ${calPath} ${cal ? 'belongs to other weights' : 'is missing'}. ` +
+        `Run \`npm run calibrate -- --backbones ${definition.name} <training photos: zip or folder>\`, or use CATDOG_PRECISION=fp32.`,
+    );
+  }
+  const calId = calibrationId(cal);
+  const weightsId = `int8-${createHash('sha256').update(`${fp32.sidecar.weightsId}\n${QUANT_VERSION}\n${INT8_WEIGHT_BITS}\n${calId}`).digest('hex')}`;
+  const base = join(modelsDir, 'onnx', `${definition.name}-${resolved.cacheKey}-v${EXPORT_VERSION}-int8-q${QUANT_VERSION}-${calId.slice(0, 12)}`);
+  const onnxPath = `${base}.onnx`;
+  const sidecarPath = `${base}.json`;
+  if (existsSync(onnxPath) && existsSync(sidecarPath)) {
+    const sidecar = JSON.parse(await readFile(sidecarPath, 'utf8')) as Sidecar;
+    if (sidecar.weightsId === weightsId) return { path: onnxPath, sidecar, buildMs: 0 };
+  }
+  const t0 = performance.now();
+  const model = decodeModel(await readFile(fp32.path));
+  const plan = planQuantization(model);
+  const bytes = quantizeModel(model, plan, new Map<string, Range>(Object.entries(cal.ranges)), { weightBits: INT8_WEIGHT_BITS });
+  const tmp = `${onnxPath}.${process.pid}.tmp`;
+  await writeFile(tmp, bytes);
+  await rename(tmp, onnxPath);
+  const sidecar: Sidecar = {
+    exportVersion: EXPORT_VERSION,
+    weightsId,
+    description: `${fp32.sidecar.description}, int8 (${cal.method} calibration on ${cal.photos} photos)`,
+    hasTop: fp32.sidecar.hasTop,
+    precision: 'int8',
+    quantVersion: QUANT_VERSION,
+    fp32WeightsId: fp32.sidecar.weightsId,
+    calibration: { method: cal.method, photos: cal.photos, tail: cal.tail, file: calPath },
+  };
+  await writeFile(`${sidecarPath}.${process.pid}.tmp`, JSON.stringify(sidecar, null, 1));
+  await rename(`${sidecarPath}.${process.pid}.tmp`, sidecarPath);
+  const buildMs = performance.now() - t0;
+  log?.(`catdog: built the int8 ${definition.title} ONNX graph (${cal.method} calibration, ${cal.photos} photos) in ${(buildMs / 1000).toFixed(1)} s`);
+  return { path: onnxPath, sidecar, buildMs };
+}
+
 export async function loadBackbone(
   definition: BackboneDefinition,
   spec?: string,
   options: RuntimeOptions & { log?: (line: string) => void } = {},
 ): Promise<LoadedBackbone> {
   const resolved = resolveWeights(definition, spec, options.modelsDir);
-  const { path, sidecar, buildMs } = await ensureOnnx(definition, resolved, options.log, options.modelsDir);
+  const precision = options.precision ?? 'fp32';
+  const { path, sidecar, buildMs } =
+    precision === 'int8' ? await ensureInt8(definition, resolved, options.log, options.modelsDir) : await ensureOnnx(definition, resolved, options.log, options.modelsDir);
   const t0 = performance.now();
   const session = await ort.InferenceSession.create(path, sessionOptions(options, definition));
   const loadMs = performance.now() - t0;
@@ -132,6 +213,7 @@ export async function loadBackbone(
       title: definition.title,
       weights: resolved.label,
       weightsId: sidecar.weightsId,
+      precision,
       generated: resolved.kind === 'generated',
       hasTop: sidecar.hasTop,
       onnxPath: path,

@@ -1,0 +1,56 @@
+/**
+ * `npm run calibrate -- [--backbones resnet50,...] [--photos 300] [--method percentile|mse|minmax] [--tail 1e-5] SOURCE...`
+ *
+ * Measures the activation ranges the int8 graphs are quantized with: the fp32 graph of each
+ * backbone's configured weights (CATDOG_WEIGHTS_<NAME> or the default) runs on `--photos`
+ * labelled training photos (a seeded shuffle, seed 2018, of SOURCE: Kaggle zips or folders) and
+ * models/calibration/<backbone>-<weights key>.json is written. The file lists the photos, so a
+ * conformance check can use others.
+ */
+import { parseArgs } from 'node:util';
+import { BACKBONES } from '../src/model/backbones/index.ts';
+import type { BackboneName } from '../src/model/types.ts';
+import { loadConfig } from '../src/config.ts';
+
+const isBackboneName = (s: string): s is BackboneName => Object.hasOwn(BACKBONES, s);
+const model = loadConfig().model;
+import { CALIBRATION_METHODS, calibrateBackbone, calibrationSamples, type CalibrationMethod } from '../src/model/onnx/calibrate.ts';
+import { ensureOnnx } from '../src/model/onnx/session.ts';
+import { resolveWeights } from '../src/model/weights/sources.ts';
+import { openDataset } from '../src/train/dataset.ts';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    backbones: { type: 'string', default: 'resnet50' },
+    photos: { type: 'string', default: '300' },
+    method: { type: 'string', default: 'percentile' },
+    tail: { type: 'string' },
+  },
+});
+if (!positionals.length) {
+  console.error('usage: npm run calibrate -- [--backbones resnet50,inception_v3,xception] [--photos 300] [--method percentile|mse|minmax] SOURCE...');
+  process.exit(2);
+}
+const method = values.method as CalibrationMethod;
+if (!CALIBRATION_METHODS.includes(method)) throw new Error(`--method must be one of ${CALIBRATION_METHODS.join(', ')}, got ${method}`);
+const ds = await openDataset(positionals, { kind: 'train' });
+try {
+  const photos = calibrationSamples(ds.samples, Number(values.photos));
+  for (const name of values.backbones!.split(',').map((s) => s.trim())) {
+    if (!isBackboneName(name)) throw new Error(`unknown backbone ${name}`);
+    const def = BACKBONES[name];
+    const resolved = resolveWeights(def, model.weights[name] ?? def.defaultWeights, model.modelsDir);
+    const fp32 = await ensureOnnx(def, resolved, console.log, model.modelsDir);
+    const t0 = performance.now();
+    const { path, file } = await calibrateBackbone(def, fp32.path, fp32.sidecar.weightsId, resolved.cacheKey, photos, {
+      method,
+      modelsDir: model.modelsDir,
+      tail: values.tail ? Number(values.tail) : undefined,
+      onProgress: (d, n, pass) => d % 50 === 0 && process.stderr.write(`${def.title}: pass ${pass}, ${d}/${n} photos\n`),
+    });
+    console.log(`${def.title} (${resolved.label}): ${method} ranges of ${Object.keys(file.ranges).length} tensors on ${file.photos} photos in ${((performance.now() - t0) / 1000).toFixed(0)} s → ${path}`);
+  }
+} finally {
+  await ds.close();
+}
