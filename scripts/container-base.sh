@@ -41,8 +41,6 @@ if [ ! -s "$ROOTFS_TAR" ]; then
     tail -n 30 "$stage/debootstrap.log" >&2
     exit 1
   }
-  # What images ship without: downloaded packages and package lists (the build stage runs apt-get update).
-  rm -rf "$stage/rootfs/var/cache/apt/archives/"*.deb "$stage/rootfs/var/lib/apt/lists/"*
   tar -C "$stage/rootfs" --numeric-owner -cf "$ROOTFS_TAR.partial" .
   mv "$ROOTFS_TAR.partial" "$ROOTFS_TAR"
   rm -rf "$stage"
@@ -63,6 +61,15 @@ npm_tgz="$CACHE/npm-$NPM_VERSION.tgz"
 root=$(mktemp -d /tmp/catdog-base.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 tar -C "$root" -xf "$ROOTFS_TAR"
+# What images ship without: downloaded packages, package lists and apt's caches (the build
+# stage runs apt-get update), and apt told to keep none, as Debian's official images do.
+rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/cache/apt/"*.bin "$root/var/lib/apt/lists/"*
+cat >"$root/etc/apt/apt.conf.d/docker-clean" <<'APT'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+APT
 # Node: the same layout as the official image (/usr/local/bin/node, /usr/local/include/node).
 tar -C "$root/usr/local" --strip-components=1 --no-same-owner -xzf "$node_tgz" package/bin/node package/include package/LICENSE
 mv "$root/usr/local/LICENSE" "$root/usr/local/include/node/LICENSE.node"
