@@ -2,13 +2,13 @@
 # The container's entrypoint: seeds the model registry on the data volume, then execs the command
 # (by default `node --import tsx src/main.ts`), so the command is the process that gets SIGTERM.
 #
-# The image ships the committed registry in /app/models/registry. CATDOG_REGISTRY_DIR (in the
+# The image ships the committed registry in /app/models/registry (CATDOG_SHIPPED_REGISTRY). CATDOG_REGISTRY_DIR (in the
 # image: /data/registry) is where catdog reads and writes heads; on every start the shipped heads
 # that are not there yet are copied in, and active.json only when there is none, so the shipped
 # default is active on the first start and heads trained and promoted later (and rollbacks) stay
 # as they were in a new container.
 set -eu
-shipped=/app/models/registry
+shipped=${CATDOG_SHIPPED_REGISTRY:-/app/models/registry}
 reg=${CATDOG_REGISTRY_DIR:-}
 if [ -n "$reg" ] && [ "$reg" != "$shipped" ] && [ -d "$shipped" ]; then
   mkdir -p "$reg"
