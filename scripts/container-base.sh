@@ -85,11 +85,15 @@ env -u NODE_EXTRA_CA_CERTS chroot "$root" /usr/local/bin/npm --version >/dev/nul
 changes=(--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' --change "ENV NODE_VERSION=$NODE_VERSION" --change 'CMD ["node"]')
 # Where this machine reaches the registries through a TLS-inspecting proxy, its CA bundle must
 # be trusted inside the build too (the official image needs nothing of the kind).
-if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -s "$NODE_EXTRA_CA_CERTS" ]; then
+# The bundle: NODE_EXTRA_CA_CERTS, else npm's cafile, else the system's.
+ca=${NODE_EXTRA_CA_CERTS:-}
+[ -n "$ca" ] && [ -s "$ca" ] || ca=$(npm config get cafile 2>/dev/null || true)
+[ -n "$ca" ] && [ "$ca" != null ] && [ -s "$ca" ] || ca=/etc/ssl/certs/ca-certificates.crt
+if [ -s "$ca" ]; then
   mkdir -p "$root/usr/local/share/catdog-base"
-  cp "$NODE_EXTRA_CA_CERTS" "$root/usr/local/share/catdog-base/ca-certificates.crt"
+  cp "$ca" "$root/usr/local/share/catdog-base/ca-certificates.crt"
   changes+=(--change 'ENV NODE_EXTRA_CA_CERTS=/usr/local/share/catdog-base/ca-certificates.crt')
-  log "trusting this machine's CA bundle ($NODE_EXTRA_CA_CERTS) inside the base"
+  log "trusting this machine's CA bundle ($ca) inside the base"
 fi
 tar -C "$root" --numeric-owner -c . | podman import --quiet "${changes[@]}" --message "catdog local base: Debian bookworm minbase + Node.js $NODE_VERSION" - "$IMAGE" >/dev/null
 log "$IMAGE: $(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}') in $(($(date +%s) - started)) s"
