@@ -41,6 +41,7 @@ if [ "${1:-}" = --inside ]; then
   home=$(awk -F: -v u="$user" '$1 == u {print $6}' "$mnt/etc/passwd")
   [ -n "$uid" ] || { say "FAIL: user $user is not in the image's /etc/passwd"; exit 1; }
   say "image config: user $user ($uid:$gid), workdir $workdir, entrypoint ${ENTRY[*]}, cmd ${CMD[*]}"
+  chown "$uid:$gid" "$work/data" # as a new named volume would be: owned by the image's user
   port=$(printf '%s\n' "${ENVV[@]}" | sed -n 's/^PORT=//p')
   port=${port:-5000}
   # The container's mounts: /dev from the host, /data from the data folder, the training photos
@@ -206,7 +207,6 @@ trap cleanup EXIT
 podman image inspect "$IMAGE" | node -e 'const [i] = JSON.parse(require("fs").readFileSync(0, "utf8")); process.stdout.write(JSON.stringify({ ...i.Config, Healthcheck: i.Config.Healthcheck ?? i.Healthcheck }))' >"$work/config.json"
 node -e 'const c = require(process.argv[1]); if (!c.Healthcheck || !c.User || !(c.Volumes && "/data" in c.Volumes) || !(c.ExposedPorts && "5000/tcp" in c.ExposedPorts)) { console.error("image config lacks healthcheck, user, /data volume or port 5000:", JSON.stringify(c)); process.exit(1); }' "$work/config.json"
 mkdir -p "$work/data"
-chown 1000:1000 "$work/data"
 cp -r tmp/container-photos "$work/photos"
 cp -r tmp/container-train "$work/train"
 chmod -R a+rX "$work/train" "$work/photos"
