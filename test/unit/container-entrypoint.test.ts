@@ -7,9 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { HEAD_FORMAT, type HeadFile } from '../../src/model/head.ts';
-import { addModel, listModels, promote, readActiveState } from '../../src/model/registry.ts';
+import { Registry } from '../../src/model/registry.ts';
 import { repoRoot } from '../helpers/shared.ts';
 
 const entrypoint = join(repoRoot, 'scripts', 'container-entrypoint.sh');
@@ -23,16 +23,11 @@ describe('container entrypoint', () => {
   let root: string;
   let shipped: string;
   let volume: string;
-  const saved = process.env.CATDOG_REGISTRY_DIR;
   beforeEach(() => {
     root = mkdtempSync(join(tmpdir(), 'catdog-entrypoint-'));
     shipped = join(root, 'image-registry');
     volume = join(root, 'data', 'registry');
     cpSync(committed, shipped, { recursive: true });
-  });
-  afterEach(() => {
-    if (saved === undefined) delete process.env.CATDOG_REGISTRY_DIR;
-    else process.env.CATDOG_REGISTRY_DIR = saved;
   });
 
   /** Runs the entrypoint with `command`; returns its stdout. */
@@ -46,10 +41,10 @@ describe('container entrypoint', () => {
 
   it('seeds the volume on the first start and execs the command with the environment', async () => {
     expect(start('sh', '-c', 'echo "$CATDOG_REGISTRY_DIR"; exec echo "$0 $1"', 'a', 'b')).toBe(`${volume}\na b\n`);
-    process.env.CATDOG_REGISTRY_DIR = volume;
-    const shippedActive = readActiveState().active;
+    const registry = new Registry(volume);
+    const shippedActive = registry.readActiveState().active;
     expect(shippedActive).toMatch(/^m-/);
-    const models = await listModels();
+    const models = await registry.listModels();
     expect(models.map((m) => m.id)).toEqual([shippedActive]);
     expect(models[0].active).toBe(true);
     expect(readdirSync(volume).sort()).toEqual(['active.json', shippedActive]);
@@ -57,22 +52,22 @@ describe('container entrypoint', () => {
 
   it('keeps what a container trained and promoted; a newer image adds its head without making it active', async () => {
     start('true');
-    process.env.CATDOG_REGISTRY_DIR = volume;
-    const shippedActive = readActiveState().active!;
-    const trained = await addModel(headFile(0.01), 'm-20990101T000000Z');
-    await promote(trained);
-    expect(readActiveState()).toEqual({ active: trained, history: [shippedActive] });
+    const registry = new Registry(volume);
+    const shippedActive = registry.readActiveState().active!;
+    const trained = await registry.addModel(headFile(0.01), 'm-20990101T000000Z');
+    await registry.promote(trained);
+    expect(registry.readActiveState()).toEqual({ active: trained, history: [shippedActive] });
 
     start('true'); // a new container of the same image
-    expect(readActiveState()).toEqual({ active: trained, history: [shippedActive] });
+    expect(registry.readActiveState()).toEqual({ active: trained, history: [shippedActive] });
 
     // A newer image ships another default head.
     mkdirSync(join(shipped, 'm-21000101T000000Z'));
     writeFileSync(join(shipped, 'm-21000101T000000Z', 'head.json'), JSON.stringify({ ...headFile(0.02), meta: { id: 'm-21000101T000000Z' } }));
     writeFileSync(join(shipped, 'active.json'), JSON.stringify({ active: 'm-21000101T000000Z', history: [] }));
     start('true');
-    expect(readActiveState()).toEqual({ active: trained, history: [shippedActive] });
-    expect((await listModels()).map((m) => m.id)).toEqual([shippedActive, trained, 'm-21000101T000000Z'].sort());
+    expect(registry.readActiveState()).toEqual({ active: trained, history: [shippedActive] });
+    expect((await registry.listModels()).map((m) => m.id)).toEqual([shippedActive, trained, 'm-21000101T000000Z'].sort());
     expect(readdirSync(volume).filter((f) => f.includes('partial') || f.endsWith('.tmp'))).toEqual([]);
   });
 
