@@ -1,21 +1,19 @@
 /**
- * Copies a few real Kaggle photos for the container test out of ../shared/data/dogs-vs-cats/train.zip
- * (or CATDOG_SHARED): `predict` gets cat.N.jpg and dog.N.jpg for N in [0, 3) (the Containerfile's
- * test stage and the web checks), `train` gets N in [100, 120) (40 photos for a small training run
- * inside the image). Usage: node --import tsx scripts/container-photos.ts <predict dir> <train dir>
+ * Copies a few real Kaggle photos for the container test out of train.zip (scripts/container-test.sh
+ * passes ../shared/data/dogs-vs-cats/train.zip, or the one under CATDOG_SHARED): `predict` gets
+ * cat.N.jpg and dog.N.jpg for N in [0, 3) (the Containerfile's test stage and the web checks),
+ * `train` gets N in [100, 120) (40 photos for a small training run inside the image).
+ * Usage: node --import tsx scripts/container-photos.ts <train.zip> <predict dir> <train dir>
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { openDataset } from '../src/train/dataset.ts';
-import { projectRoot } from '../src/paths.ts';
 
-const [predictDir, trainDir] = process.argv.slice(2);
-if (!predictDir || !trainDir) {
-  process.stderr.write('usage: container-photos.ts <predict dir> <train dir>\n');
+const [zip, predictDir, trainDir] = process.argv.slice(2);
+if (!zip || !predictDir || !trainDir) {
+  process.stderr.write('usage: container-photos.ts <train.zip> <predict dir> <train dir>\n');
   process.exit(2);
 }
-const shared = process.env.CATDOG_SHARED ?? resolve(projectRoot, '..', 'shared');
-const zip = join(shared, 'data', 'dogs-vs-cats', 'train.zip');
 if (!existsSync(zip)) {
   process.stderr.write(`container-photos: ${zip} is missing (the Kaggle photos the container test classifies)\n`);
   process.exit(1);

@@ -154,7 +154,7 @@ done
 BASE=${BASE_IMAGE:-$(bash scripts/container-base.sh)}
 say "base image: $BASE"
 
-node --import tsx scripts/container-photos.ts tmp/container-photos tmp/container-train
+node --import tsx scripts/container-photos.ts "${CATDOG_SHARED:-../shared}/data/dogs-vs-cats/train.zip" tmp/container-photos tmp/container-train
 
 # compose.yaml: parsed by Compose (docker-compose from Debian here; `docker compose` where it is),
 # with .env.example as the .env, by default and with the redis profile.

@@ -9,7 +9,7 @@ import { loadConfig } from '../src/config.ts';
 import { loadClassifier } from '../src/model/classifier.ts';
 
 const log = (line: string) => process.stderr.write(`${line}\n`);
-const classifier = await loadClassifier({ model: loadConfig(process.env).model, log });
+const classifier = await loadClassifier({ model: loadConfig().model, log });
 try {
   const info = classifier.info();
   if (!info.model) throw new Error('no active head: models/registry/active.json names none');
