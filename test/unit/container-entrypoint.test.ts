@@ -4,7 +4,7 @@
  * or rolled back in an earlier container stays so in a new one. Run with /bin/sh on temp folders.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -14,6 +14,10 @@ import { repoRoot } from '../helpers/shared.ts';
 
 const entrypoint = join(repoRoot, 'scripts', 'container-entrypoint.sh');
 const committed = join(repoRoot, 'models', 'registry');
+
+/** The committed registry's heads and state: what the image ships. */
+const shippedIds = readdirSync(committed).filter((d) => existsSync(join(committed, d, 'head.json'))).sort();
+const shippedState = JSON.parse(readFileSync(join(committed, 'active.json'), 'utf8')) as { active: string; history: string[] };
 
 function headFile(valLoss: number): HeadFile {
   return { format: HEAD_FORMAT, backbones: ['resnet50'], featureSize: 2048, kernel: Array(2048).fill(0), bias: 0, meta: { metrics: { valLoss } } };
@@ -42,32 +46,33 @@ describe('container entrypoint', () => {
   it('seeds the volume on the first start and execs the command with the environment', async () => {
     expect(start('sh', '-c', 'echo "$CATDOG_REGISTRY_DIR"; exec echo "$0 $1"', 'a', 'b')).toBe(`${volume}\na b\n`);
     const registry = new Registry(volume);
-    const shippedActive = registry.readActiveState().active;
-    expect(shippedActive).toMatch(/^m-/);
+    expect(shippedState.active).toMatch(/^m-/);
+    expect(registry.readActiveState()).toEqual(shippedState);
     const models = await registry.listModels();
-    expect(models.map((m) => m.id)).toEqual([shippedActive]);
-    expect(models[0].active).toBe(true);
-    expect(readdirSync(volume).sort()).toEqual(['active.json', shippedActive]);
+    expect(models.map((m) => m.id)).toEqual(shippedIds);
+    expect(models.filter((m) => m.active).map((m) => m.id)).toEqual([shippedState.active]);
+    expect(readdirSync(volume).sort()).toEqual(['active.json', ...shippedIds].sort());
   });
 
   it('keeps what a container trained and promoted; a newer image adds its head without making it active', async () => {
     start('true');
     const registry = new Registry(volume);
     const shippedActive = registry.readActiveState().active!;
+    const trainedState = { active: 'm-20990101T000000Z', history: [...shippedState.history, shippedActive] };
     const trained = await registry.addModel(headFile(0.01), 'm-20990101T000000Z');
     await registry.promote(trained);
-    expect(registry.readActiveState()).toEqual({ active: trained, history: [shippedActive] });
+    expect(registry.readActiveState()).toEqual(trainedState);
 
     start('true'); // a new container of the same image
-    expect(registry.readActiveState()).toEqual({ active: trained, history: [shippedActive] });
+    expect(registry.readActiveState()).toEqual(trainedState);
 
     // A newer image ships another default head.
     mkdirSync(join(shipped, 'm-21000101T000000Z'));
     writeFileSync(join(shipped, 'm-21000101T000000Z', 'head.json'), JSON.stringify({ ...headFile(0.02), meta: { id: 'm-21000101T000000Z' } }));
     writeFileSync(join(shipped, 'active.json'), JSON.stringify({ active: 'm-21000101T000000Z', history: [] }));
     start('true');
-    expect(registry.readActiveState()).toEqual({ active: trained, history: [shippedActive] });
-    expect((await registry.listModels()).map((m) => m.id)).toEqual([shippedActive, trained, 'm-21000101T000000Z'].sort());
+    expect(registry.readActiveState()).toEqual(trainedState);
+    expect((await registry.listModels()).map((m) => m.id)).toEqual([...shippedIds, trained, 'm-21000101T000000Z'].sort());
     expect(readdirSync(volume).filter((f) => f.includes('partial') || f.endsWith('.tmp'))).toEqual([]);
   });
 
