@@ -1,7 +1,7 @@
 /**
  * State behind small typed repositories, on keyv: embedded SQLite by default (a file under
  * DATA_DIR), Redis with STORE_URL=redis://… and the same behaviour. Holds guild and channel
- * settings, per-guild counters and per-user cooldowns; never photos or attachment URLs (Discord's
+ * settings, per-guild counters and per-user rate-limit buckets; never photos or attachment URLs (Discord's
  * CDN links are signed and expire, and photos are not ours to keep), and the records of admin jobs.
  *
  * Read-modify-write updates are serialised per key inside the process (one bot process per
@@ -13,6 +13,7 @@ import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
 import type { StoreConfig } from '../config.ts';
 import type { JobRecord, JobRepository } from '../jobs/types.ts';
+import { KeyvRateLimiter, type BucketOptions, type RateLimiter } from '../rate-limit.ts';
 
 export type AnswerStyle = 'reply' | 'react';
 
@@ -35,21 +36,11 @@ export interface GuildStats {
   neither: number;
 }
 
-export type CooldownCheck =
-  | { allowed: true }
-  /** `notify` is true the first time in a cooldown window only: a user is told once. */
-  | { allowed: false; retryAfterMs: number; notify: boolean };
-
 export const DEFAULT_GUILD_SETTINGS: Readonly<GuildSettings> = Object.freeze({ autoDetect: false, style: 'reply' });
 const EMPTY_STATS: Readonly<GuildStats> = Object.freeze({ total: 0, dog: 0, cat: 0, neither: 0 });
 
-interface CooldownEntry {
-  until: number;
-  told: boolean;
-}
-
 /** Serialises async updates per key. */
-class KeyedMutex {
+export class KeyedMutex {
   private readonly tails = new Map<string, Promise<unknown>>();
 
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -122,55 +113,35 @@ export class StatsRepo {
   }
 }
 
-export class CooldownRepo {
-  constructor(
-    private readonly kv: Keyv,
-    private readonly mutex: KeyedMutex,
-  ) {}
-
-  /**
-   * Takes a use for `userId` when the cooldown allows it (starting a new window of `seconds`);
-   * otherwise says how long to wait and whether to tell the user (once per window).
-   */
-  async take(userId: string, seconds: number, now = Date.now()): Promise<CooldownCheck> {
-    if (seconds <= 0) return { allowed: true };
-    const key = `cooldown:${userId}`;
-    return this.mutex.run(key, async () => {
-      const entry = (await this.kv.get(key)) as CooldownEntry | undefined;
-      if (entry && entry.until > now) {
-        if (!entry.told) await this.kv.set(key, { ...entry, told: true }, entry.until - now);
-        return { allowed: false, retryAfterMs: entry.until - now, notify: !entry.told };
-      }
-      const ms = seconds * 1000;
-      await this.kv.set(key, { until: now + ms, told: false } satisfies CooldownEntry, ms);
-      return { allowed: true };
-    });
-  }
-}
-
 /**
- * Job records (src/jobs): `job:<id>` per record, ids handed out from a counter, and the list of
- * recent ids (oldest first, at most KEEP_JOBS: older records are deleted).
+ * Job records (src/jobs): `job:<id>` per record and the sequence `jobs:seq` that hands out ids.
+ * There is no separate list of recent ids: the list is the sequence itself (ids from `seq` down,
+ * at most KEEP_JOBS of them, older records deleted). So creating a job is two writes that cannot
+ * disagree: a process killed between them leaves at most an unused id, never a record that
+ * /jobs and recovery do not see.
  */
 export class JobRepo implements JobRepository {
   static readonly KEEP_JOBS = 100;
 
   constructor(
     private readonly kv: Keyv,
-    private readonly mutex: KeyedMutex,
+    private readonly mutex: KeyedMutex = new KeyedMutex(),
   ) {}
+
+  private async seq(): Promise<number> {
+    return ((await this.kv.get('jobs:seq')) as number | undefined) ?? 0;
+  }
 
   /** Stores a new record with the next id; returns it. */
   async create(record: Omit<JobRecord, 'id'>): Promise<JobRecord> {
     return this.mutex.run('jobs:index', async () => {
-      const seq = (((await this.kv.get('jobs:seq')) as number | undefined) ?? 0) + 1;
+      // The id is taken first: a crash after this line wastes an id and loses nothing.
+      const seq = (await this.seq()) + 1;
       await this.kv.set('jobs:seq', seq);
       const full: JobRecord = { id: String(seq), ...record };
       await this.kv.set(`job:${full.id}`, full);
-      const ids = [...(((await this.kv.get('jobs:recent')) as string[] | undefined) ?? []), full.id];
-      const dropped = ids.splice(0, Math.max(0, ids.length - JobRepo.KEEP_JOBS));
-      for (const id of dropped) await this.kv.delete(`job:${id}`);
-      await this.kv.set('jobs:recent', ids);
+      const old = seq - JobRepo.KEEP_JOBS;
+      if (old >= 1) await this.kv.delete(`job:${old}`);
       return full;
     });
   }
@@ -190,12 +161,12 @@ export class JobRepo implements JobRepository {
     });
   }
 
-  /** The most recent records, newest first. */
+  /** The most recent records, newest first (read from the sequence down, gaps skipped). */
   async recent(limit = 10): Promise<JobRecord[]> {
-    const ids = ((await this.kv.get('jobs:recent')) as string[] | undefined) ?? [];
+    const seq = await this.seq();
     const out: JobRecord[] = [];
-    for (const id of ids.slice(-limit).reverse()) {
-      const r = await this.get(id);
+    for (let id = seq; id >= 1 && id > seq - JobRepo.KEEP_JOBS && out.length < limit; id--) {
+      const r = await this.get(String(id));
       if (r) out.push(r);
     }
     return out;
@@ -205,7 +176,6 @@ export class JobRepo implements JobRepository {
 export class Store {
   readonly settings: SettingsRepo;
   readonly stats: StatsRepo;
-  readonly cooldowns: CooldownRepo;
   readonly jobs: JobRepo;
   private closed = false;
 
@@ -216,7 +186,6 @@ export class Store {
     const mutex = new KeyedMutex();
     this.settings = new SettingsRepo(kv, mutex);
     this.stats = new StatsRepo(kv, mutex);
-    this.cooldowns = new CooldownRepo(kv, mutex);
     this.jobs = new JobRepo(kv, mutex);
   }
 
@@ -243,6 +212,11 @@ export class Store {
       throw new Error(`Could not open the store (${description}): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     return store;
+  }
+
+  /** A per-key token bucket kept in this store (src/rate-limit.ts), e.g. the bot's per-user limit. */
+  rateLimiter(options: BucketOptions, prefix = 'rate:'): RateLimiter {
+    return new KeyvRateLimiter(this.kv, options, prefix);
   }
 
   async close(): Promise<void> {
