@@ -9,6 +9,7 @@ import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src
 import { chatCommand, type ButtonRoute } from '../src/bot/command.ts';
 import { BUTTONS, followJob } from '../src/bot/job-message.ts';
 import { jobParams } from '../src/jobs/work.ts';
+import { MODEL_ID_PATTERN } from '../src/model/registry.ts';
 
 /** A decision already taken on this job's model (two admins pressing at once): say so instead. */
 async function alreadyDecided(ctx: Parameters<ButtonRoute['handle']>[0], jobId: string): Promise<boolean> {
@@ -37,6 +38,13 @@ function decisionButton(
     async handle(ctx) {
       const { interaction, services, args } = ctx;
       const [modelId = '', jobId = ''] = args;
+      // The ids come from the button, which a client can craft: the model must be this job's own.
+      const record = /^\d{1,12}$/.test(jobId) ? await adminServices(services).jobs.get(jobId) : null;
+      if (!record || record.result?.kind !== 'retrain' || record.result.modelId !== modelId || !MODEL_ID_PATTERN.test(modelId)) {
+        services.log(`admin: refused ${prefix} from ${interaction.user.id}: model "${modelId.slice(0, 60)}" is not the model of job #${jobId.slice(0, 12)}`);
+        await interaction.reply({ content: 'That button does not match a retrain and its model; nothing was changed.', flags: MessageFlags.Ephemeral });
+        return 'bad_input';
+      }
       if (await alreadyDecided(ctx, jobId)) return 'bad_input';
       await interaction.deferUpdate();
       const by = jobUser(interaction.user);

@@ -9,6 +9,7 @@ import { BACKBONES } from './model/backbones/index.ts';
 import { modelSettings, type ModelSettings } from './model/settings.ts';
 import type { BackboneName } from './model/types.ts';
 import { DEFAULT_MODELS_DIR } from './paths.ts';
+import type { BucketOptions } from './rate-limit.ts';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -33,7 +34,21 @@ export interface Config {
   };
   /** Hosts (names, lower case) that images may be downloaded from. */
   attachmentHosts: string[];
-  web: { port: number; host: string };
+  web: {
+    port: number;
+    /** Listening address: 127.0.0.1 unless WEB_HOST says otherwise (a public page). */
+    host: string;
+    /** Open connections at once (server.maxConnections); more are closed at once. */
+    maxConnections: number;
+    /** Longest a request may take to arrive, headers and body (server.requestTimeout). */
+    requestTimeoutMs: number;
+    /** Upload bytes being read at once, all clients together; more is refused (503) before it is read. */
+    maxBytesInFlight: number;
+    /** Per-client (address) token bucket for POST /api/classify. */
+    rate: BucketOptions;
+    /** When set, GET /metrics needs `Authorization: Bearer <token>`. */
+    metricsToken: string | null;
+  };
   dataDir: string;
   store: StoreConfig;
   limits: {
@@ -41,8 +56,8 @@ export interface Config {
     maxImagePixels: number;
     downloadTimeoutMs: number;
   };
-  /** Seconds a user waits between two requests; 0 turns the cooldown off. */
-  cooldownSeconds: number;
+  /** Per-user token bucket for photos (/catdog, Cat or dog?, auto-detect): a burst, then one per refill. */
+  rate: BucketOptions;
   queue: {
     /** Jobs that may wait for the classifier; more are answered "busy". */
     size: number;
@@ -50,6 +65,10 @@ export interface Config {
     concurrency: number;
     /** Classifications of one guild (or one web client) run at once. */
     perGuild: number;
+    /** Waiting places one guild (or web client) may hold, so one server cannot take them all. */
+    perGuildWaiting: number;
+    /** Photos downloaded (or held, downloaded, until classified) at once by the bot. */
+    downloads: number;
   };
   admins: { userIds: string[]; roleIds: string[] };
   /** What the admin jobs work on: training sources (TRAIN_DATA, comma-separated), the test set and its labels. */
@@ -84,10 +103,22 @@ export interface ScaleConfig {
 
 export const DEFAULT_ATTACHMENT_HOSTS = ['cdn.discordapp.com', 'media.discordapp.net'] as const;
 
+/** Something shaped like a Discord bot token (three dot-separated base64url parts) or another long secret. */
+const TOKEN_LIKE = /[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}|[A-Za-z0-9_+/=-]{40,}/;
+
 /** Collects problems while reading, so all of them can be reported at once. */
 class Reader {
   readonly problems: string[] = [];
-  constructor(private readonly env: Env) {}
+  private readonly secrets: string[];
+  constructor(private readonly env: Env) {
+    this.secrets = ['DISCORD_TOKEN', 'METRICS_TOKEN'].map((k) => env[k]?.trim()).filter((v): v is string => Boolean(v && v.length >= 8));
+  }
+
+  /** A value for an error message: never a secret (the token pasted into the wrong variable). */
+  shown(v: string): string {
+    if (TOKEN_LIKE.test(v) || this.secrets.some((t) => v.includes(t))) return '(a value that looks like a token; not shown)';
+    return `"${v.length > 80 ? `${v.slice(0, 80)}…` : v}"`;
+  }
 
   raw(name: string): string | undefined {
     const v = this.env[name];
@@ -104,7 +135,7 @@ class Reader {
     const v = this.raw(name);
     if (v === undefined) return null;
     if (!/^\d{5,25}$/.test(v)) {
-      this.problems.push(`${name} must be a Discord id (digits only, e.g. 123456789012345678), got "${v}".`);
+      this.problems.push(`${name} must be a Discord id (digits only, e.g. 123456789012345678), got ${this.shown(v)}.`);
       return null;
     }
     return v;
@@ -116,7 +147,7 @@ class Reader {
     const ids = v.split(',').map((s) => s.trim()).filter(Boolean);
     const bad = ids.filter((id) => !/^\d{5,25}$/.test(id));
     if (bad.length) {
-      this.problems.push(`${name} must be a comma-separated list of Discord ids; not ids: ${bad.map((b) => `"${b}"`).join(', ')}.`);
+      this.problems.push(`${name} must be a comma-separated list of Discord ids; not ids: ${bad.map((b) => this.shown(b)).join(', ')}.`);
       return [];
     }
     return ids;
@@ -126,7 +157,7 @@ class Reader {
     const v = this.raw(name);
     if (v === undefined) return fallback;
     if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
-      this.problems.push(`${name} must be ${what} (a whole number from ${min} to ${max}), got "${v}".`);
+      this.problems.push(`${name} must be ${what} (a whole number from ${min} to ${max}), got ${this.shown(v)}.`);
       return fallback;
     }
     return Number(v);
@@ -140,7 +171,7 @@ class Reader {
     const unit = (m?.[2] ?? 'B').toUpperCase().replace('I', '');
     const n = m ? Math.floor(Number(m[1]) * ({ B: 1, KB: 1024, MB: 1024 ** 2, GB: 1024 ** 3 } as Record<string, number>)[unit]!) : NaN;
     if (!Number.isFinite(n) || n < 1 || n > max) {
-      this.problems.push(`${name} must be a size in bytes from 1 to ${max} (e.g. 8388608 or 8MB), got "${v}".`);
+      this.problems.push(`${name} must be a size in bytes from 1 to ${max} (e.g. 8388608 or 8MB), got ${this.shown(v)}.`);
       return fallback;
     }
     return n;
@@ -151,7 +182,7 @@ class Reader {
     if (v === undefined) return fallback;
     if (/^(1|true|yes|on)$/i.test(v)) return true;
     if (/^(0|false|no|off)$/i.test(v)) return false;
-    this.problems.push(`${name} must be true or false, got "${v}".`);
+    this.problems.push(`${name} must be true or false, got ${this.shown(v)}.`);
     return fallback;
   }
 
@@ -162,11 +193,11 @@ class Reader {
     try {
       u = new URL(v);
     } catch {
-      this.problems.push(`${name} must be an http(s) URL such as https://discord.com/api, got "${v}".`);
+      this.problems.push(`${name} must be an http(s) URL such as https://discord.com/api, got ${this.shown(v)}.`);
       return null;
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-      this.problems.push(`${name} must be an http(s) URL, got the ${u.protocol.slice(0, -1)} scheme in "${v}".`);
+      this.problems.push(`${name} must be an http(s) URL, got the ${u.protocol.slice(0, -1)} scheme in ${this.shown(v)}.`);
       return null;
     }
     return v.replace(/\/+$/, '');
@@ -179,7 +210,7 @@ class Reader {
     const bad = hosts.filter((h) => !isHostName(h));
     if (bad.length || hosts.length === 0) {
       this.problems.push(
-        `${name} must be a comma-separated list of host names (no scheme, port or path), e.g. cdn.discordapp.com,media.discordapp.net; not host names: ${bad.map((b) => `"${b}"`).join(', ') || '(empty list)'}.`,
+        `${name} must be a comma-separated list of host names (no scheme, port or path), e.g. cdn.discordapp.com,media.discordapp.net; not host names: ${bad.map((b) => this.shown(b)).join(', ') || '(empty list)'}.`,
       );
       return [...fallback];
     }
@@ -219,7 +250,7 @@ function parseModel(r: Reader, cwd: string): ModelSettings {
     const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
     const unknown = list.filter((n) => !(names as string[]).includes(n));
     if (unknown.length || list.length === 0) {
-      r.problems.push(`CATDOG_BACKBONES must be a comma-separated list of backbones among ${names.join(', ')}; unknown: ${unknown.map((u) => `"${u}"`).join(', ') || '(empty list)'}.`);
+      r.problems.push(`CATDOG_BACKBONES must be a comma-separated list of backbones among ${names.join(', ')}; unknown: ${unknown.map((u) => r.shown(u)).join(', ') || '(empty list)'}.`);
     } else backbones = list as BackboneName[];
   }
   const weights: Partial<Record<BackboneName, string>> = {};
@@ -269,7 +300,7 @@ function parseStore(r: Reader, dataDir: string): StoreConfig {
     }
   }
   r.problems.push(
-    `STORE_URL must be sqlite://<file> or redis://[user:password@]host[:port][/db], got "${v}" (leave it empty for a SQLite file under DATA_DIR).`,
+    `STORE_URL must be sqlite://<file> or redis://[user:password@]host[:port][/db], got ${r.shown(v.replace(/\/\/([^@/]*)@/, '//***@'))} (leave it empty for a SQLite file under DATA_DIR).`,
   );
   const path = resolve(dataDir, 'catdog.sqlite');
   return { kind: 'sqlite', url: `sqlite://${path}`, path };
@@ -322,7 +353,15 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     attachmentHosts: r.hosts('ATTACHMENT_HOSTS', DEFAULT_ATTACHMENT_HOSTS),
     web: {
       port: r.int('PORT', 5000, 0, 65535, 'a TCP port'),
-      host: r.string('WEB_HOST') ?? '0.0.0.0',
+      host: r.string('WEB_HOST') ?? '127.0.0.1',
+      maxConnections: r.int('WEB_MAX_CONNECTIONS', 64, 1, 100_000, 'a number of connections'),
+      requestTimeoutMs: r.int('WEB_REQUEST_TIMEOUT_SECONDS', 30, 1, 3600, 'a number of seconds') * 1000,
+      maxBytesInFlight: r.bytes('WEB_MAX_BYTES_IN_FLIGHT', 64 * 1024 * 1024, 64 * 1024 ** 3),
+      rate: {
+        burst: r.int('WEB_RATE_BURST', 10, 0, 100_000, 'a number of uploads (0 turns the limit off)'),
+        refillMs: r.int('WEB_RATE_REFILL_SECONDS', 3, 1, 86_400, 'a number of seconds') * 1000,
+      },
+      metricsToken: r.string('METRICS_TOKEN'),
     },
     dataDir,
     store: parseStore(r, dataDir),
@@ -331,11 +370,16 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       maxImagePixels: r.int('MAX_IMAGE_PIXELS', 50_000_000, 1, 1_000_000_000, 'a pixel count'),
       downloadTimeoutMs: r.int('DOWNLOAD_TIMEOUT_SECONDS', 15, 1, 600, 'a number of seconds') * 1000,
     },
-    cooldownSeconds: r.int('COOLDOWN_SECONDS', 10, 0, 86_400, 'a number of seconds (0 turns the cooldown off)'),
+    rate: {
+      burst: r.int('RATE_BURST', 5, 0, 10_000, 'a number of photos in a row (0 turns the limit off)'),
+      refillMs: r.int('RATE_REFILL_SECONDS', 6, 1, 86_400, 'a number of seconds') * 1000,
+    },
     queue: {
       size: r.int('QUEUE_SIZE', 32, 0, 10_000, 'a number of waiting jobs'),
       concurrency: r.int('CLASSIFY_CONCURRENCY', 1, 1, 64, 'a number of classifications at once'),
       perGuild: r.int('GUILD_CONCURRENCY', 2, 1, 64, 'a number of classifications at once per guild'),
+      perGuildWaiting: 0,
+      downloads: r.int('DOWNLOADS_AT_ONCE', 4, 1, 256, 'a number of downloads at once'),
     },
     admins: { userIds: r.snowflakes('ADMIN_USER_IDS'), roleIds: r.snowflakes('ADMIN_ROLE_IDS') },
     data: {
@@ -366,6 +410,14 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
     } else if (config.scale.redisUrl) {
       config.store = { kind: 'redis', url: config.scale.redisUrl };
     }
+  }
+  const size = config.queue.size;
+  config.queue.perGuildWaiting = r.int('GUILD_QUEUE_SIZE', Math.max(1, Math.ceil(size / 4)), 0, 10_000, 'a number of waiting jobs per guild');
+  if (r.raw('COOLDOWN_SECONDS') !== undefined) {
+    r.problems.push('COOLDOWN_SECONDS is no longer read: the per-user limit is now a burst, RATE_BURST photos in a row, then one every RATE_REFILL_SECONDS (see .env.example).');
+  }
+  if (config.admins.roleIds.length && !config.discord.guildId) {
+    r.problems.push('ADMIN_ROLE_IDS needs DISCORD_GUILD_ID: admin roles count only in the home server (admin operations change the model for every server).');
   }
   if (config.discord.token && /\s/.test(config.discord.token)) {
     r.problems.push('DISCORD_TOKEN must be the bot token alone, without spaces or a "Bot " prefix.');

@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'download_failed'
   // the moment
   | 'busy'
+  | 'rate_limited'
   | 'shutting_down'
   // the model process or an inference worker (src/scale)
   | 'model_process_lost'
@@ -39,6 +40,7 @@ export type ErrorCode =
   | 'model_active'
   | 'model_in_history'
   | 'model_exists'
+  | 'model_id_invalid'
   | 'registry_corrupt'
   | 'head_backbones'
   | 'head_precision'
@@ -97,6 +99,7 @@ export const ERRORS = {
   host_not_allowed: { expected: true, outcome: 'host_not_allowed', http: 500 },
   download_failed: { expected: true, outcome: 'download_failed', http: 500 },
   busy: { expected: true, outcome: 'busy', http: 503 },
+  rate_limited: { expected: true, outcome: 'cooldown', http: 429 },
   shutting_down: { expected: true, outcome: 'shutting_down', http: 503 },
   model_process_lost: { expected: true, outcome: 'error', http: 503 },
   inference_failed: fault,
@@ -114,6 +117,7 @@ export const ERRORS = {
   model_active: refusal,
   model_in_history: refusal,
   model_exists: fault,
+  model_id_invalid: refusal,
   registry_corrupt: fault,
   head_backbones: refusal,
   head_precision: refusal,
@@ -248,6 +252,13 @@ export class DownloadFailed extends CatdogError {
 export class Busy extends CatdogError {
   constructor() {
     super('busy', "I'm busy with other photos right now. Please try again in a moment.");
+  }
+}
+
+/** One client sent more than its share (the web door's per-client limit): come back after `retryAfterMs`. */
+export class RateLimited extends CatdogError {
+  constructor(readonly retryAfterMs: number) {
+    super('rate_limited', `Too many photos from you in a short time. Please try again in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s.`);
   }
 }
 

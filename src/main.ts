@@ -6,6 +6,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { commands } from '../commands/index.ts';
+import { Admins } from './bot/admin.ts';
 import { Bot } from './bot/client.ts';
 import { backboneList } from './bot/replies/format.ts';
 import type { AdminServices, BotServices, Log } from './bot/services.ts';
@@ -96,11 +97,7 @@ async function adminServices(
   const jobs = new JobRunner({ repo: store.jobs, work, log });
   const interrupted = await jobs.recover();
   if (interrupted.length) log(`admin: ${interrupted.length} job(s) interrupted by the last stop; resume them from /jobs`);
-  const admins = config.admins;
-  log(
-    `admin: ${admins.userIds.length || admins.roleIds.length ? `${admins.userIds.length} admin user(s), ${admins.roleIds.length} admin role(s)` : 'admins are members with the Administrator permission'}; ` +
-      `TRAIN_DATA ${config.data.train.join(', ') || '(not set)'}; TEST_DATA ${config.data.test ?? '(not set)'}`,
-  );
+  log(`admin: TRAIN_DATA ${config.data.train.join(', ') || '(not set)'}; TEST_DATA ${config.data.test ?? '(not set)'}`);
   return {
     jobs,
     models: new ModelAdmin(live, registry),
@@ -128,12 +125,26 @@ export async function main(options: MainOptions = {}): Promise<App> {
   const store = await Store.open(config.store, log);
   log(`store: ${store.description}`);
 
-  const queue = new ClassifyQueue({ size: config.queue.size, concurrency: config.queue.concurrency, perKey: config.queue.perGuild });
+  const queue = new ClassifyQueue({
+    size: config.queue.size,
+    concurrency: config.queue.concurrency,
+    perKey: config.queue.perGuild,
+    perKeyWaiting: config.queue.perGuildWaiting,
+  });
   const metrics = new Metrics();
   metrics.watchQueue(() => queue.stats());
   const gate = new WorkGate();
   const abort = new AbortController();
-  const services: BotServices = { config, store, classifier: new QueuedClassifier(classifier, queue), metrics, gate, log };
+  const services: BotServices = {
+    config,
+    store,
+    classifier: new QueuedClassifier(classifier, queue, { downloads: config.queue.downloads }),
+    metrics,
+    gate,
+    log,
+    admins: new Admins(config),
+    userRate: store.rateLimiter(config.rate, 'rate:user:'),
+  };
   services.admin = await adminServices(classifier, model, config, store, log, options);
 
   let bot: Bot | null = null;
@@ -164,7 +175,10 @@ export async function main(options: MainOptions = {}): Promise<App> {
         abort.abort(new Error('shutdown grace period over'));
       }, SHUTDOWN_GRACE_MS);
       timer.unref();
-      await gate.close();
+      // Uploads still arriving are ended, not waited for (a slow client cannot hold the shutdown).
+      const closing = gate.close();
+      web.abortUploads();
+      await closing;
       if (services.admin) {
         // A running job stops (within one batch) and is recorded 'interrupted': resumable after the restart.
         await services.admin.jobs.shutdown();

@@ -10,10 +10,10 @@ import type { QueueStats } from './queue.ts';
 export type Surface = 'slash' | 'context_menu' | 'auto_detect' | 'web' | 'admin';
 
 /** How a request that failed ended, in a few stable words (label values); src/errors.ts maps each error code to one. */
-export type ErrorOutcome = 'bad_input' | 'too_large' | 'host_not_allowed' | 'download_failed' | 'busy' | 'shutting_down' | 'error';
+export type ErrorOutcome = 'bad_input' | 'too_large' | 'host_not_allowed' | 'download_failed' | 'busy' | 'cooldown' | 'shutting_down' | 'error';
 
 /** How a request ended (label values). */
-export type Outcome = 'ok' | 'cooldown' | 'forbidden' | ErrorOutcome;
+export type Outcome = 'ok' | 'forbidden' | ErrorOutcome;
 
 /** Latency buckets in seconds: a cached small photo to a slow three-backbone run. */
 export const LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const;

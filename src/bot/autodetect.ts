@@ -17,6 +17,13 @@ export class AutoDetect {
   /** Channels where a missing permission was already logged (logged once, not per message). */
   private readonly warned = new Set<string>();
   private readonly guard: Guard;
+  /** Users told in words that they are going too fast, since their last answer (bounded). */
+  private readonly told = new Set<string>();
+
+  private remember(userId: string): void {
+    if (this.told.size >= 10_000) this.told.delete(this.told.values().next().value!);
+    this.told.add(userId);
+  }
 
   constructor(
     private readonly services: BotServices,
@@ -57,13 +64,19 @@ export class AutoDetect {
       },
       async () => {
         const started = performance.now();
-        const allowed = await guard.cooldown(
-          message.author.id,
-          (words) =>
-            style === 'reply' ? message.reply({ content: words, allowedMentions: { parse: [], repliedUser: false } }) : message.react('⏳'),
-          async () => {},
-        );
+        // Never silent: the first refusal since the last answer says when (in reply style), the
+        // others get a ⏳ reaction, so a burst of posts does not turn into a burst of replies.
+        const author = message.author.id;
+        const allowed = await guard.cooldown(author, async (words) => {
+          if (style === 'reply' && !this.told.has(author)) {
+            this.remember(author);
+            await message.reply({ content: words, allowedMentions: { parse: [], repliedUser: false } });
+          } else {
+            await message.react('⏳');
+          }
+        });
         if (!allowed) return 'cooldown';
+        this.told.delete(author);
 
         const many = await classifyMany(this.services, images.map(attachmentSource), {
           key: message.guildId,

@@ -4,7 +4,7 @@
  * guild's stats; the photo and its URL are never stored.
  */
 import type { APIEmbed, Attachment } from 'discord.js';
-import { Busy, ImageDimensionsTooLarge, ImageTooLarge, isExpected } from '../errors.ts';
+import { ImageDimensionsTooLarge, ImageTooLarge, isExpected } from '../errors.ts';
 import { outcomeOf, type Outcome } from '../metrics.ts';
 import type { Prediction } from '../model/types.ts';
 import { downloadImage } from './download.ts';
@@ -46,15 +46,12 @@ export async function classifySource(services: BotServices, source: ImageSource,
   if (source.width && source.height && source.width * source.height > maxImagePixels) {
     throw new ImageDimensionsTooLarge(source.width, source.height, maxImagePixels);
   }
-  // Full already: say so now rather than after a download.
-  if (await classifier.wouldRefuse(ctx.key)) throw new Busy();
-  const bytes = await downloadImage(source.url, {
-    allowedHosts: config.attachmentHosts,
-    maxBytes: maxImageBytes,
-    timeoutMs: downloadTimeoutMs,
-    signal: ctx.signal,
-  });
-  const prediction = await classifier.classify(bytes, { key: ctx.key, signal: ctx.signal });
+  // A place in the queue is taken before the first byte is fetched (Busy at once otherwise), and
+  // the download waits for one of the bot's download permits.
+  const prediction = await classifier.classifyFetched(
+    () => downloadImage(source.url, { allowedHosts: config.attachmentHosts, maxBytes: maxImageBytes, timeoutMs: downloadTimeoutMs, signal: ctx.signal }),
+    { key: ctx.key, signal: ctx.signal },
+  );
   metrics.classified(prediction.label);
   if (ctx.guildId) await store.stats.record(ctx.guildId, prediction.label);
   return prediction;

@@ -101,6 +101,14 @@ export class Bot {
     this.isConnected = true;
     const user = this.client.user!;
     log(`Discord: logged in as ${user.tag} in ${this.client.guilds.cache.size} server(s)`);
+    // Admin operations are global: the application's owner (or its team) is the admin.
+    try {
+      const application = await this.client.application!.fetch();
+      this.services.admins.setOwners(application);
+    } catch (err) {
+      this.services.admins.ownerUnknown(err instanceof Error ? err.message : String(err));
+    }
+    log(this.services.admins.describe());
     const appId = config.discord.appId ?? this.client.application?.id ?? user.id;
     // Sharded (src/scale): shard 0's process keeps the commands in sync, the others need not.
     if (this.client.shard && !this.client.shard.ids.includes(0)) return;

@@ -1,6 +1,6 @@
 /**
  * What every request to the bot goes through, whichever door it came by (a command, a button, a
- * message seen by auto-detect): the shutdown gate, the per-user cooldown (told once per window),
+ * message seen by auto-detect): the shutdown gate, the per-user rate limit (every refusal told when to try again),
  * metrics for how it ended, and a last-resort log line when answering itself failed (Discord
  * unreachable, interaction expired…), since nothing is left to tell the user then.
  */
@@ -46,16 +46,14 @@ export class Guard {
   }
 
   /**
-   * The per-user cooldown: true when `userId` may go on. Otherwise the first refused try in a
-   * window is told (`tell`, with the words), the others only acknowledged (`quiet`).
+   * The per-user rate limit (a token bucket, services.userRate: RATE_BURST in a row, then one
+   * every RATE_REFILL_SECONDS): true when `userId` may go on. Otherwise the refusal is always
+   * told (`tell`, with when to try again): nothing is dropped silently.
    */
-  async cooldown(userId: string, tell: (words: string) => Promise<unknown>, quiet: () => Promise<unknown>): Promise<boolean> {
-    const { config, store } = this.services;
-    if (config.cooldownSeconds <= 0) return true;
-    const check = await store.cooldowns.take(userId, config.cooldownSeconds);
+  async cooldown(userId: string, tell: (words: string) => Promise<unknown>): Promise<boolean> {
+    const check = await this.services.userRate.take(userId);
     if (check.allowed) return true;
-    if (check.notify) await tell(cooldownWords(check.retryAfterMs));
-    else await quiet();
+    await tell(cooldownWords(check.retryAfterMs));
     return false;
   }
 }

@@ -1,8 +1,8 @@
 /**
  * The one command handler: for every slash and context-menu command it applies, in order, the
  * shutdown gate, the admin check (command.admin: anyone who is not one of the bot's admins is
- * refused and the attempt logged, src/bot/admin.ts), member permissions, the per-user cooldown
- * (told once per window), the deferral (Discord's 3-second rule), then execute(), turning any
+ * refused and the attempt logged, src/bot/admin.ts), member permissions, the per-user rate limit
+ * (a token bucket: every refusal answered, ephemerally, with when to try again), the deferral (Discord's 3-second rule), then execute(), turning any
  * error into polite words and recording metrics. Buttons on the bot's messages are routed here
  * too, by custom id prefix, through the same gate and admin check. Commands stay thin.
  */
@@ -16,7 +16,7 @@ import {
 } from 'discord.js';
 import { isExpected } from '../errors.ts';
 import { outcomeOf, type Outcome, type Surface } from '../metrics.ts';
-import { adminCheckInput, isAdmin, refusalLogLine } from './admin.ts';
+import { adminCheckInput, refusalLogLine } from './admin.ts';
 import type { ButtonRoute, Command } from './command.ts';
 import { Guard } from './guard.ts';
 import { adminRefusalWords, describeError } from './replies/words.ts';
@@ -69,15 +69,8 @@ export class CommandHandler {
       }
 
       if (command.cooldown) {
-        const allowed = await this.guard.cooldown(
-          interaction.user.id,
-          (words) => interaction.reply({ content: words, flags: MessageFlags.Ephemeral }),
-          // Told once already: acknowledge without a new message, so the user is not nagged.
-          async () => {
-            await interaction.deferReply({ flags: MessageFlags.Ephemeral });
-            await interaction.deleteReply();
-          },
-        );
+        // Every refusal is answered, only to the asker, with when to try again: never dropped silently.
+        const allowed = await this.guard.cooldown(interaction.user.id, (words) => interaction.reply({ content: words, flags: MessageFlags.Ephemeral }));
         if (!allowed) return 'cooldown';
       }
 
@@ -119,7 +112,7 @@ export class CommandHandler {
     o: { surface: Surface; admin: boolean; what: string; refusal?: string },
     body: () => Promise<Outcome>,
   ): Promise<void> {
-    const { config, log } = this.services;
+    const { admins, log } = this.services;
     await this.guard.run(
       {
         surface: o.surface,
@@ -127,9 +120,9 @@ export class CommandHandler {
         onFault: (err) => this.logError(o.what, interaction, err),
       },
       async () => {
-        if (o.admin && !isAdmin(adminCheckInput(interaction), config.admins)) {
+        if (o.admin && !admins.isAdmin(adminCheckInput(interaction))) {
           log(refusalLogLine(interaction, o.refusal ?? o.what));
-          await interaction.reply({ content: adminRefusalWords(config.admins), flags: MessageFlags.Ephemeral });
+          await interaction.reply({ content: adminRefusalWords(admins.policy), flags: MessageFlags.Ephemeral });
           return 'forbidden';
         }
         return body();

@@ -3,6 +3,8 @@
  * metrics, the shutdown gate and a log. Built once in main.ts (and in tests).
  */
 import type { Config } from '../config.ts';
+import type { RateLimiter } from '../rate-limit.ts';
+import type { Admins } from './admin.ts';
 import type { ModelAdmin } from '../jobs/models.ts';
 import type { Jobs } from '../jobs/runner.ts';
 import type { ClassifyDoor, WorkGate } from '../queue.ts';
@@ -19,6 +21,10 @@ export interface BotServices {
   /** Work in flight; closed on SIGTERM so no new work starts. */
   gate: WorkGate;
   log: Log;
+  /** Who the admins are (the owner is filled in when the bot has logged in). */
+  admins: Admins;
+  /** The per-user token bucket for photo requests (RATE_BURST, RATE_REFILL_SECONDS). */
+  userRate: RateLimiter;
   /** Admin operations (jobs, models); absent when the classifier cannot train (a test double). */
   admin?: AdminServices;
 }

@@ -4,6 +4,7 @@
  * src/scale/remote.ts, jobs to the jobs worker through src/scale/jobs.ts; state is in Redis.
  */
 import { commands } from '../../commands/index.ts';
+import { Admins } from '../bot/admin.ts';
 import { Bot } from '../bot/client.ts';
 import type { BotServices, Log } from '../bot/services.ts';
 import type { Config } from '../config.ts';
@@ -33,7 +34,17 @@ export async function startGateway(config: Config, log: Log): Promise<RunningRol
   const gate = new WorkGate();
   const metrics = new Metrics();
   const abort = new AbortController();
-  const services: BotServices = { config, store, classifier: remote, metrics, gate, log };
+  const services: BotServices = {
+    config,
+    store,
+    classifier: remote,
+    metrics,
+    gate,
+    log,
+    admins: new Admins(config),
+    // One bucket per user in Redis, whichever shard sees the request.
+    userRate: store.rateLimiter(config.rate, 'rate:user:'),
+  };
   services.admin = await distributedAdmin({ config, store, redis, live, log });
   const bot = new Bot(services, commands, abort.signal);
   metrics.watchDiscord(() => bot.connected);

@@ -12,9 +12,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, type Job } from 'bullmq';
-import { CatdogError } from '../errors.ts';
+import { Busy, CatdogError } from '../errors.ts';
 import type { Prediction } from '../model/types.ts';
-import type { ClassifyDoor, QueueStats } from '../queue.ts';
+import type { Admission, ClassifyDoor, QueueStats } from '../queue.ts';
 import { blockingConnection, CLASSIFY_QUEUE, producerConnection } from './connections.ts';
 import { fromWire, type WireError } from './wire.ts';
 
@@ -90,6 +90,17 @@ export class RemoteClassifier implements ClassifyDoor {
     // A fair share of the places when others wait too (alone, a server may take them all).
     const share = Math.max(1, Math.floor(this.o.size / servers));
     return servers > 1 && (byKey.get(mine) ?? 0) >= share;
+  }
+
+  /** Busy at once when the queue has no place for `key`; the place itself is the BullMQ job, added by run. */
+  async admit(key: string): Promise<Admission> {
+    if (await this.wouldRefuse(key)) throw new Busy();
+    return { run: (bytes, signal) => this.classify(bytes, { key, signal }), release: () => undefined };
+  }
+
+  async classifyFetched(fetch: () => Promise<Uint8Array>, options: { key: string; signal?: AbortSignal }): Promise<Prediction> {
+    const admission = await this.admit(options.key);
+    return admission.run(await fetch(), options.signal);
   }
 
   async stats(): Promise<QueueStats> {

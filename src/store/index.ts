@@ -1,11 +1,11 @@
 /**
  * State behind small typed repositories, on keyv: embedded SQLite by default (a file under
  * DATA_DIR), Redis with STORE_URL=redis://… and the same behaviour. Holds guild and channel
- * settings, per-guild counters and per-user cooldowns; never photos or attachment URLs (Discord's
+ * settings, per-guild counters and per-user rate-limit buckets; never photos or attachment URLs (Discord's
  * CDN links are signed and expire, and photos are not ours to keep), and the records of admin jobs.
  *
  * Read-modify-write updates are serialised per key inside the process; on Redis the state that
- * several processes share (cooldowns, counters, job ids and records) is atomic in Redis itself
+ * several processes share (rate-limit buckets, counters, job ids and records) is atomic in Redis itself
  * (src/store/redis.ts). A SQLite file is for one process (the embedded default) only.
  */
 import { mkdirSync } from 'node:fs';
@@ -14,6 +14,7 @@ import Keyv from 'keyv';
 import KeyvSqlite from '@keyv/sqlite';
 import type { StoreConfig } from '../config.ts';
 import type { JobRecord, JobRepository } from '../jobs/types.ts';
+import { KeyvRateLimiter, type BucketOptions, type RateLimiter } from '../rate-limit.ts';
 
 export type AnswerStyle = 'reply' | 'react';
 
@@ -36,21 +37,11 @@ export interface GuildStats {
   neither: number;
 }
 
-export type CooldownCheck =
-  | { allowed: true }
-  /** `notify` is true the first time in a cooldown window only: a user is told once. */
-  | { allowed: false; retryAfterMs: number; notify: boolean };
-
 export const DEFAULT_GUILD_SETTINGS: Readonly<GuildSettings> = Object.freeze({ autoDetect: false, style: 'reply' });
 const EMPTY_STATS: Readonly<GuildStats> = Object.freeze({ total: 0, dog: 0, cat: 0, neither: 0 });
 
-interface CooldownEntry {
-  until: number;
-  told: boolean;
-}
-
 /** Serialises async updates per key. */
-class KeyedMutex {
+export class KeyedMutex {
   private readonly tails = new Map<string, Promise<unknown>>();
 
   async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -64,11 +55,6 @@ class KeyedMutex {
       if (this.tails.get(key) === tail) this.tails.delete(key);
     }
   }
-}
-
-/** Per-user cooldowns. */
-export interface Cooldowns {
-  take(userId: string, seconds: number, now?: number): Promise<CooldownCheck>;
 }
 
 /** Per-guild verdict counters. */
@@ -134,55 +120,35 @@ export class StatsRepo implements Stats {
   }
 }
 
-export class CooldownRepo implements Cooldowns {
-  constructor(
-    private readonly kv: Keyv,
-    private readonly mutex: KeyedMutex,
-  ) {}
-
-  /**
-   * Takes a use for `userId` when the cooldown allows it (starting a new window of `seconds`);
-   * otherwise says how long to wait and whether to tell the user (once per window).
-   */
-  async take(userId: string, seconds: number, now = Date.now()): Promise<CooldownCheck> {
-    if (seconds <= 0) return { allowed: true };
-    const key = `cooldown:${userId}`;
-    return this.mutex.run(key, async () => {
-      const entry = (await this.kv.get(key)) as CooldownEntry | undefined;
-      if (entry && entry.until > now) {
-        if (!entry.told) await this.kv.set(key, { ...entry, told: true }, entry.until - now);
-        return { allowed: false, retryAfterMs: entry.until - now, notify: !entry.told };
-      }
-      const ms = seconds * 1000;
-      await this.kv.set(key, { until: now + ms, told: false } satisfies CooldownEntry, ms);
-      return { allowed: true };
-    });
-  }
-}
-
 /**
- * Job records (src/jobs): `job:<id>` per record, ids handed out from a counter, and the list of
- * recent ids (oldest first, at most KEEP_JOBS: older records are deleted).
+ * Job records (src/jobs): `job:<id>` per record and the sequence `jobs:seq` that hands out ids.
+ * There is no separate list of recent ids: the list is the sequence itself (ids from `seq` down,
+ * at most KEEP_JOBS of them, older records deleted). So creating a job is two writes that cannot
+ * disagree: a process killed between them leaves at most an unused id, never a record that
+ * /jobs and recovery do not see.
  */
 export class JobRepo implements JobRepository {
   static readonly KEEP_JOBS = 100;
 
   constructor(
     private readonly kv: Keyv,
-    private readonly mutex: KeyedMutex,
+    private readonly mutex: KeyedMutex = new KeyedMutex(),
   ) {}
+
+  private async seq(): Promise<number> {
+    return ((await this.kv.get('jobs:seq')) as number | undefined) ?? 0;
+  }
 
   /** Stores a new record with the next id; returns it. */
   async create(record: Omit<JobRecord, 'id'>): Promise<JobRecord> {
     return this.mutex.run('jobs:index', async () => {
-      const seq = (((await this.kv.get('jobs:seq')) as number | undefined) ?? 0) + 1;
+      // The id is taken first: a crash after this line wastes an id and loses nothing.
+      const seq = (await this.seq()) + 1;
       await this.kv.set('jobs:seq', seq);
       const full: JobRecord = { id: String(seq), ...record };
       await this.kv.set(`job:${full.id}`, full);
-      const ids = [...(((await this.kv.get('jobs:recent')) as string[] | undefined) ?? []), full.id];
-      const dropped = ids.splice(0, Math.max(0, ids.length - JobRepo.KEEP_JOBS));
-      for (const id of dropped) await this.kv.delete(`job:${id}`);
-      await this.kv.set('jobs:recent', ids);
+      const old = seq - JobRepo.KEEP_JOBS;
+      if (old >= 1) await this.kv.delete(`job:${old}`);
       return full;
     });
   }
@@ -202,12 +168,12 @@ export class JobRepo implements JobRepository {
     });
   }
 
-  /** The most recent records, newest first. */
+  /** The most recent records, newest first (read from the sequence down, gaps skipped). */
   async recent(limit = 10): Promise<JobRecord[]> {
-    const ids = ((await this.kv.get('jobs:recent')) as string[] | undefined) ?? [];
+    const seq = await this.seq();
     const out: JobRecord[] = [];
-    for (const id of ids.slice(-limit).reverse()) {
-      const r = await this.get(id);
+    for (let id = seq; id >= 1 && id > seq - JobRepo.KEEP_JOBS && out.length < limit; id--) {
+      const r = await this.get(String(id));
       if (r) out.push(r);
     }
     return out;
@@ -216,14 +182,13 @@ export class JobRepo implements JobRepository {
 
 interface SharedRepos {
   stats: Stats;
-  cooldowns: Cooldowns;
   jobs: JobRepository;
+  rateLimiter: (options: BucketOptions, prefix: string) => RateLimiter;
 }
 
 export class Store {
   readonly settings: SettingsRepo;
   readonly stats: Stats;
-  readonly cooldowns: Cooldowns;
   readonly jobs: JobRepository;
   private closed = false;
 
@@ -231,12 +196,11 @@ export class Store {
     private readonly kv: Keyv,
     readonly description: string,
     private readonly redis: import('ioredis').Redis | null = null,
-    shared: SharedRepos | null = null,
+    private readonly shared: SharedRepos | null = null,
   ) {
     const mutex = new KeyedMutex();
     this.settings = new SettingsRepo(kv, mutex);
     this.stats = shared?.stats ?? new StatsRepo(kv, mutex);
-    this.cooldowns = shared?.cooldowns ?? new CooldownRepo(kv, mutex);
     this.jobs = shared?.jobs ?? new JobRepo(kv, mutex);
   }
 
@@ -258,7 +222,12 @@ export class Store {
       const r = await import('./redis.ts');
       redis = r.stateConnection(config.url);
       redis.on('error', () => undefined); // reported by the commands that fail
-      shared = { stats: new r.RedisStats(redis), cooldowns: new r.RedisCooldowns(redis), jobs: new r.RedisJobRecords(redis) };
+      const conn = redis;
+      shared = {
+        stats: new r.RedisStats(conn),
+        jobs: new r.RedisJobRecords(conn),
+        rateLimiter: (options, prefix) => new r.RedisRateLimiter(conn, options, prefix),
+      };
     }
     kv.on('error', (err: unknown) => log(`store error: ${err instanceof Error ? err.message : String(err)}`));
     const store = new Store(kv, description, redis, shared);
@@ -270,6 +239,12 @@ export class Store {
       throw new Error(`Could not open the store (${description}): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     return store;
+  }
+
+  /** A per-key token bucket kept in this store (src/rate-limit.ts), e.g. the bot's per-user limit. */
+  rateLimiter(options: BucketOptions, prefix = 'rate:'): RateLimiter {
+    // On Redis, one atomic step in Redis itself, so several gateway processes share one bucket per user.
+    return this.shared?.rateLimiter(options, prefix) ?? new KeyvRateLimiter(this.kv, options, prefix);
   }
 
   async close(): Promise<void> {

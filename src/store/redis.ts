@@ -1,49 +1,63 @@
 /**
  * The state several processes share, atomic in Redis (STORE_URL=redis://…, and every role of a
- * distributed deployment): cooldowns in one Lua step with SET … PX (one window per user whichever
- * gateway shard sees the request, told once per window), per-guild counters with HINCRBY, job ids
+ * distributed deployment): per-user token buckets in one Lua step with SET … PX (one bucket per user
+ * whichever gateway shard sees the request), per-guild counters with HINCRBY, job ids
  * with INCR and job records updated under WATCH/MULTI (optimistic, retried), so two processes
  * never hand out the same id or lose each other's update. Settings stay on keyv (src/store/index.ts).
  */
 import { Redis } from 'ioredis';
 import type { JobRecord, JobRepository } from '../jobs/types.ts';
-import type { CooldownCheck, Cooldowns, GuildStats, Stats } from './index.ts';
+import type { BucketOptions, RateCheck, RateLimiter } from '../rate-limit.ts';
+import type { GuildStats, Stats } from './index.ts';
 
 const P = 'catdog:';
 
 /**
- * One atomic step per request (a Lua script runs alone in Redis): a new window (PX, so Redis
- * forgets it by itself) when none is open, else the time left and whether this is the first
- * refusal of the window (the user is told once).
+ * The token bucket (src/rate-limit.ts) in one atomic step (a Lua script runs alone in Redis), so
+ * two gateway shards racing for a user's last token cannot both spend it. The bucket is kept as
+ * "tokens:at" and expires (PX) once it would be full again.
  */
-const TAKE_COOLDOWN = `
-local v = redis.call('GET', KEYS[1])
+const TAKE_TOKEN = `
+local burst = tonumber(ARGV[2])
+local refill = tonumber(ARGV[3])
 local now = tonumber(ARGV[1])
+local tokens = burst
+local v = redis.call('GET', KEYS[1])
 if v then
-  local untilT, told = string.match(v, '^(%d+):(%d)$')
-  untilT = tonumber(untilT)
-  if untilT > now then
-    if told == '0' then redis.call('SET', KEYS[1], untilT .. ':1', 'KEEPTTL') end
-    return {0, untilT - now, told == '0' and 1 or 0}
-  end
+  local t, at = string.match(v, '^([%d%.]+):(%d+)$')
+  tokens = math.min(burst, tonumber(t) + math.max(0, now - tonumber(at)) / refill)
 end
-redis.call('SET', KEYS[1], (now + tonumber(ARGV[2])) .. ':0', 'PX', ARGV[2])
-return {1, 0, 0}
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = math.ceil((1 - tokens) * refill)
+end
+local ttl = math.max(1, math.ceil((burst - tokens) * refill))
+redis.call('SET', KEYS[1], string.format('%.6f', tokens) .. ':' .. now, 'PX', ttl)
+return {allowed, wait}
 `;
 
-export class RedisCooldowns implements Cooldowns {
-  constructor(private readonly redis: Redis) {}
+export class RedisRateLimiter implements RateLimiter {
+  constructor(
+    private readonly redis: Redis,
+    private readonly o: BucketOptions,
+    private readonly prefix: string,
+  ) {}
 
-  async take(userId: string, seconds: number, now = Date.now()): Promise<CooldownCheck> {
-    if (seconds <= 0) return { allowed: true };
-    const [allowed, retryAfterMs, notify] = (await this.redis.eval(
-      TAKE_COOLDOWN,
+  async take(key: string, now = Date.now()): Promise<RateCheck> {
+    if (this.o.burst <= 0) return { allowed: true };
+    const [allowed, retryAfterMs] = (await this.redis.eval(
+      TAKE_TOKEN,
       1,
-      `${P}cooldown:${userId}`,
-      String(now),
-      String(seconds * 1000),
+      `${P}${this.prefix}${key}`,
+      String(Math.floor(now)),
+      String(this.o.burst),
+      String(this.o.refillMs),
     )) as number[];
-    return allowed ? { allowed: true } : { allowed: false, retryAfterMs: retryAfterMs!, notify: notify === 1 };
+    return allowed ? { allowed: true } : { allowed: false, retryAfterMs: retryAfterMs! };
   }
 }
 

@@ -3,13 +3,18 @@
  * (original or mirrored) and the backbone's weights identity.
  *
  * One append-only file per backbone+weights: records of [32-byte sha256][1-byte view][dim x f32] (dim: the backbone's width, 2048 for the three ImageNet ones).
- * A record is written with a single write() call; a process killed mid-write leaves at most one
- * partial record at the end, which the next open cuts off. So an interrupted extraction leaves
- * the cache consistent, and a rerun computes only what is missing. A cache opened read-only
- * (another process may be appending) ignores a partial last record instead of cutting it.
+ * Several writers may share a file (a /retrain in the bot while `catdog train` runs from the CLI):
+ * each append holds the file's lock (`<file>.lock`, a pid lock file, src/file-lock.ts), goes at the
+ * true end of the file and first indexes what other writers appended since. A process killed
+ * mid-write leaves at most one partial record at the end, which the next writer (or open) cuts off
+ * under the same lock. Every read checks the record's own key, so features never come back under
+ * another photo's key. A rerun computes only what is missing.
+ * A cache opened read-only (a study script beside a running extraction) takes no lock and ignores
+ * a partial last record instead of cutting it.
  */
 import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { withFileLockSync } from '../file-lock.ts';
 
 const HASH_BYTES = 32;
 
@@ -19,9 +24,11 @@ export type View = number;
 export class FeatureCache {
   private readonly index = new Map<string, number>(); // `${hash}:${view}` → record number
   private fd: number;
-  private records: number;
+  /** Records of the file this instance has indexed (its own and other writers'). */
+  private records = 0;
 
   private readonly recordBytes: number;
+  private readonly lockPath: string;
 
   private constructor(
     readonly path: string,
@@ -30,16 +37,29 @@ export class FeatureCache {
     readonly readOnly = false,
   ) {
     this.recordBytes = HASH_BYTES + 1 + dim * 4;
-    const RECORD_BYTES = this.recordBytes;
+    this.lockPath = `${path}.lock`;
     this.fd = openSync(path, readOnly ? 'r' : existsSync(path) ? 'r+' : 'w+');
+    if (readOnly) this.catchUp();
+    else this.locked(() => this.catchUp());
+  }
+
+  private locked<T>(fn: () => T): T {
+    return withFileLockSync(this.lockPath, fn, { what: `The feature cache ${this.path}`, timeoutMs: 60_000 });
+  }
+
+  /** Under the lock: cuts a torn last record, indexes records appended since we last looked; returns the record count. */
+  private catchUp(): number {
     const size = fstatSync(this.fd).size;
-    this.records = Math.floor(size / RECORD_BYTES);
-    if (size !== this.records * RECORD_BYTES && !readOnly) ftruncateSync(this.fd, this.records * RECORD_BYTES); // cut a torn record
+    const whole = Math.floor(size / this.recordBytes);
+    if (size !== whole * this.recordBytes && !this.readOnly) ftruncateSync(this.fd, whole * this.recordBytes); // a torn record: its writer died
     const head = Buffer.alloc(HASH_BYTES + 1);
-    for (let r = 0; r < this.records; r++) {
-      readSync(this.fd, head, 0, head.length, r * RECORD_BYTES);
-      this.index.set(`${head.subarray(0, HASH_BYTES).toString('hex')}:${head[HASH_BYTES]}`, r);
+    for (let r = this.records; r < whole; r++) {
+      readSync(this.fd, head, 0, head.length, r * this.recordBytes);
+      const key = `${head.subarray(0, HASH_BYTES).toString('hex')}:${head[HASH_BYTES]}`;
+      if (!this.index.has(key)) this.index.set(key, r);
     }
+    this.records = whole;
+    return whole;
   }
 
   /** Opens (or creates) the cache for one backbone's weights under `dir`. */
@@ -53,8 +73,9 @@ export class FeatureCache {
     return new FeatureCache(path, dim);
   }
 
+  /** Distinct records known to this instance. */
   get size(): number {
-    return this.records;
+    return this.index.size;
   }
 
   has(hash: string, view: View = 0): boolean {
@@ -62,11 +83,19 @@ export class FeatureCache {
   }
 
   get(hash: string, view: View = 0): Float32Array | null {
-    const r = this.index.get(`${hash}:${view}`);
+    const key = `${hash}:${view}`;
+    const r = this.index.get(key);
     if (r === undefined) return null;
-    const buf = Buffer.alloc(this.dim * 4);
-    readSync(this.fd, buf, 0, buf.length, r * this.recordBytes + HASH_BYTES + 1);
-    return new Float32Array(buf.buffer, buf.byteOffset, this.dim);
+    const buf = Buffer.alloc(this.recordBytes);
+    const n = readSync(this.fd, buf, 0, buf.length, r * this.recordBytes);
+    // The record must be the one asked for: never another photo's features under this key.
+    if (n !== buf.length || buf.subarray(0, HASH_BYTES).toString('hex') !== hash || buf[HASH_BYTES] !== view) {
+      this.index.delete(key);
+      return null;
+    }
+    const out = new Float32Array(this.dim);
+    out.set(new Float32Array(buf.buffer.slice(buf.byteOffset + HASH_BYTES + 1, buf.byteOffset + this.recordBytes)));
+    return out;
   }
 
   put(hash: string, view: View, features: Float32Array): void {
@@ -79,9 +108,13 @@ export class FeatureCache {
     Buffer.from(hash, 'hex').copy(rec, 0);
     rec[HASH_BYTES] = view;
     Buffer.from(features.buffer, features.byteOffset, features.byteLength).copy(rec, HASH_BYTES + 1);
-    writeSync(this.fd, rec, 0, rec.length, this.records * this.recordBytes);
-    this.index.set(key, this.records);
-    this.records++;
+    this.locked(() => {
+      const at = this.catchUp();
+      if (this.index.has(key)) return; // another writer stored it meanwhile
+      writeSync(this.fd, rec, 0, rec.length, at * this.recordBytes);
+      this.index.set(key, at);
+      this.records = at + 1;
+    });
   }
 
   close(): void {

@@ -203,6 +203,25 @@ function wrapSharpError(err: unknown, type: SniffedImageType): UnsupportedImage 
 }
 
 /**
+ * Pixels one byte of JPEG data can stand for, at most, in anything but a crafted file. Encoders
+ * reach about 340 (a flat 7000x7000 picture, mozjpeg, quality 1: 144 KB); this allows 12 times that.
+ */
+export const MAX_JPEG_PIXELS_PER_BYTE = 4096;
+
+/**
+ * A JPEG whose header promises far more pixels than its data could hold (a 270-byte file that
+ * says 7000x7000) would be decoded into a full-size buffer of mostly nothing: refused from the
+ * header, before any allocation. Small pictures (up to 1 megapixel) are never refused for this.
+ */
+function checkJpegDensity(type: SniffedImageType, byteLength: number, width: number, height: number): void {
+  const pixels = width * height;
+  if (type !== 'jpeg' || pixels <= 1_000_000 || pixels <= byteLength * MAX_JPEG_PIXELS_PER_BYTE) return;
+  throw new UnsupportedImage(
+    `The file is ${byteLength} bytes but says it is ${width}x${height} pixels: far too little data for a photo that size, so it is truncated or damaged. Please send the original photo.`,
+  );
+}
+
+/**
  * Decodes untrusted image bytes into 8-bit sRGB RGB pixels.
  *
  * - EXIF orientation applied (a phone photo stored sideways comes out upright);
@@ -242,6 +261,7 @@ export async function decodeImage(bytes: Uint8Array, limits?: Partial<ImageLimit
     throw wrapSharpError(err, type);
   }
   if (width * height > pixelLimit) throw new ImageDimensionsTooLarge(width, height, pixelLimit);
+  checkJpegDensity(type, bytes.byteLength, width, height);
 
   try {
     const { data, info } = await sharp(input, {

@@ -148,6 +148,9 @@ export class FakeDiscord extends EventEmitter {
   readonly commands = new Map<string, any[]>();
   heartbeatIntervalMs: number;
   disallowedIntents: number;
+  /** The application's owner (GET /applications/@me); `team` set instead for a team-owned app. */
+  owner: FakeUser = makeUser('owner');
+  team: { id: string; name: string; ownerUserId: string; members: { user: FakeUser; state: 1 | 2; role: string }[] } | null = null;
 
   private server!: Server;
   private wss!: WebSocketServer;
@@ -375,7 +378,7 @@ export class FakeDiscord extends EventEmitter {
       });
     }
     if (m === 'GET' && path === '/users/@me') return reply(200, this.botUser);
-    if (m === 'GET' && path === '/applications/@me') return reply(200, { id: this.appId, name: 'catdog', flags: 0, bot: this.botUser });
+    if (m === 'GET' && path === '/applications/@me') return reply(200, this.applicationPayload());
 
     // Application commands.
     if (seg[0] === 'applications' && seg[1] === this.appId && seg.at(-1) === 'commands') {
@@ -657,6 +660,41 @@ export class FakeDiscord extends EventEmitter {
     return once(this, event, { signal: AbortSignal.timeout(timeoutMs) }).then((args) => args[0]);
   }
 
+  /** GET /applications/@me, with the fields Discord's schema (PrivateApplicationResponse) requires. */
+  private applicationPayload(): unknown {
+    const team = this.team && {
+      id: this.team.id,
+      icon: null,
+      name: this.team.name,
+      owner_user_id: this.team.ownerUserId,
+      members: this.team.members.map((m) => ({ user: m.user, team_id: this.team!.id, membership_state: m.state, role: m.role, permissions: ['*'] })),
+    };
+    return {
+      id: this.appId,
+      name: 'catdog',
+      icon: null,
+      description: '',
+      type: null,
+      bot: this.botUser,
+      bot_public: true,
+      bot_require_code_grant: false,
+      verify_key: 'f'.repeat(64),
+      flags: 0,
+      flags_new: '0',
+      redirect_uris: [],
+      interactions_endpoint_url: null,
+      role_connections_verification_url: null,
+      // A team-owned application's owner is a pseudo-user named after the team.
+      owner: team ? { id: team.id, username: `team${team.id}`, discriminator: '0000', avatar: null, flags: 1024 } : this.owner,
+      approximate_guild_count: this.guilds.length,
+      approximate_user_install_count: 0,
+      approximate_user_authorization_count: 0,
+      explicit_content_filter: 0,
+      team,
+      eligible_oauth2_scopes: [],
+    };
+  }
+
   private guildPayload(g: FakeGuild): unknown {
     return {
       id: g.id,
@@ -766,11 +804,15 @@ export class FakeDiscord extends EventEmitter {
    * A user presses a button (custom id `customId`) on a message the bot posted (its id, as kept
    * from the bot's requests). An update or deferred update of this interaction edits that message.
    */
-  pressButton(messageId: string, customId: string, o: { user: FakeUser; permissions?: bigint; roles?: string[]; guild?: FakeGuild }): { id: string; token: string } {
+  pressButton(
+    messageId: string,
+    customId: string,
+    o: { user: FakeUser; permissions?: bigint; roles?: string[]; guild?: FakeGuild; /** a crafted id the message does not carry (a modified client) */ crafted?: boolean },
+  ): { id: string; token: string } {
     const message = this.messages.get(messageId);
     if (!message) throw new Error(`the bot has posted no message ${messageId}`);
     const buttons = (message.components ?? []).flatMap((row: any) => row.components ?? []);
-    if (!buttons.some((b: any) => b.custom_id === customId)) {
+    if (!o.crafted && !buttons.some((b: any) => b.custom_id === customId)) {
       throw new Error(`message ${messageId} has no button ${customId} (it has: ${buttons.map((b: any) => b.custom_id).join(', ') || 'none'})`);
     }
     const channel = (o.guild ?? this.guild()).channels.find((c) => c.id === message.channel_id) ?? this.channel('general');

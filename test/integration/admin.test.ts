@@ -12,7 +12,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -51,7 +51,7 @@ let registry: Registry;
 function env(dataDir: string): Record<string, string> {
   return {
     ...fakeDiscordEnv(fake, dataDir),
-    COOLDOWN_SECONDS: '0',
+    RATE_BURST: '0',
     ADMIN_USER_IDS: alice.id,
     ADMIN_ROLE_IDS: ADMIN_ROLE,
     TRAIN_DATA: trainDir,
@@ -275,6 +275,17 @@ describe.skipIf(!haveData)('admin operations', () => {
     // bob may not press it either.
     const refused = fake.pressButton(fake.originalId(i)!, discardId, { user: bob });
     expect((await immediateReply(refused)).data.content).toMatch(/Only the bot's admins/);
+    // Crafted ids (a modified client): a path out of the registry, and a model that is not this job's.
+    const outside = join(registry.dir, '..', 'x');
+    mkdirSync(outside, { recursive: true });
+    writeFileSync(join(outside, 'head.json'), '{}');
+    const jobId = discardId.split(':')[2]!;
+    for (const crafted of [`model-discard:../x:${jobId}`, `model-discard:${firstModel}:${jobId}`, `model-promote:../x:${jobId}`]) {
+      const press = fake.pressButton(fake.originalId(i)!, crafted, { user: alice, crafted: true });
+      expect((await immediateReply(press)).data.content).toBe('That button does not match a retrain and its model; nothing was changed.');
+    }
+    expect(existsSync(join(outside, 'head.json'))).toBe(true);
+    expect((await registry.listModels()).map((m) => m.id)).toContain(candidate);
     const { i: press } = await pressAndWait(i, discardId, carol);
     const done = await waitEdit(press.token, () => true, 'the discarded message');
     expect(done.body.embeds[0].description).toBe(`🗑️ **Discarded** by carol: model \`${candidate}\` deleted; the active model is unchanged.`);

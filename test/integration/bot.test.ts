@@ -50,7 +50,8 @@ beforeAll(async () => {
     env: {
       ...fakeDiscordEnv(fake, dataDir),
       MAX_IMAGE_BYTES: String(MAX_BYTES),
-      COOLDOWN_SECONDS: '3600',
+      RATE_BURST: '1',
+      RATE_REFILL_SECONDS: '3600',
       QUEUE_SIZE: '0',
       CLASSIFY_CONCURRENCY: '2',
       GUILD_CONCURRENCY: '2',
@@ -188,7 +189,7 @@ describe('/catdog', () => {
     expect((await fake.originalEdit(i6)).body.content).toBe('📡 The image link has expired or the file is gone (HTTP 404). Upload the photo again.');
   });
 
-  it('tells a user on cooldown once, then acknowledges further tries silently', async () => {
+  it('tells a user past their limit when to try again, every time, only to them', async () => {
     const user = makeUser('kim');
     const photo = await makePhoto(DOGGY);
     const ask = () => {
@@ -205,14 +206,14 @@ describe('/catdog', () => {
     expect(told.body.data.flags & EPHEMERAL).toBe(EPHEMERAL);
     expect(told.body.data.content).toMatch(/^⏳ Easy there! You can ask me again in (3600|3599) s\.$/);
 
+    // Never dropped silently: the next try is told again (no deferral deleted without a word).
     const third = ask();
-    const ack = await fake.callback(third);
-    expect(ack.body.type).toBe(5);
-    expect(ack.body.data.flags & EPHEMERAL).toBe(EPHEMERAL);
-    await fake.waitForRequest((r) => r.method === 'DELETE' && r.path === `/webhooks/${fake.appId}/${third.token}/messages/@original`, { what: 'the silent acknowledgement' });
+    const again = await fake.callback(third);
+    expect(again.body.type).toBe(4);
+    expect(again.body.data.flags & EPHEMERAL).toBe(EPHEMERAL);
+    expect(again.body.data.content).toMatch(/^⏳ Easy there! You can ask me again in (3600|3599) s\.$/);
     expect(classifier.calls).toBe(calls);
-    const notices = fake.requests.filter((r) => JSON.stringify(r.body ?? '').includes('Easy there'));
-    expect(notices).toHaveLength(1);
+    expect(fake.requests.filter((r) => r.method === 'DELETE' && r.path === `/webhooks/${fake.appId}/${third.token}/messages/@original`)).toEqual([]);
   });
 
   it('says "busy" when every slot is taken instead of hanging', async () => {
@@ -372,7 +373,7 @@ describe('auto-detect and /catdog-settings', () => {
     expect(fake.downloads(dog)).toBe(0);
   });
 
-  it('server-wide switch reaches every channel; a user on cooldown is told once', async () => {
+  it('server-wide switch reaches every channel; a user past their limit is told once in words, then with ⏳', async () => {
     const quiet = fake.channel('quiet');
     const on = settings('auto-detect', [{ name: 'enabled', type: 5, value: true }, { name: 'where', type: 3, value: 'server' }], { channel: 'general' });
     expect((await fake.originalEdit(on)).body.content).toContain('Auto-detect is now **on** for the whole server');
@@ -390,7 +391,9 @@ describe('auto-detect and /catdog-settings', () => {
     expect(first!.body.embeds[0].title).toBe('🐶 Dog · burst.png');
     const [second] = await post();
     expect(second!.body.content).toMatch(/^⏳ Easy there! You can ask me again in \d+ s\.$/);
+    const mark = fake.mark;
     expect(await post()).toEqual([]);
+    expect(fake.requests.filter((r) => r.seq >= mark && r.method === 'PUT').map((r) => r.path)).toEqual([expect.stringMatching(/\/reactions\/⏳\/@me$/)]);
   });
 });
 
@@ -457,7 +460,7 @@ describe('without the Message Content intent', () => {
       PORT: '0',
       WEB_HOST: '127.0.0.1',
       DATA_DIR: dir,
-      COOLDOWN_SECONDS: '0',
+      RATE_BURST: '0',
     };
     let second: App | null = null;
     try {

@@ -94,7 +94,7 @@ describe('SIGTERM', () => {
       'test/integration/main-child.ts',
       {
         ...fakeDiscordEnv(fake, dataDir),
-        COOLDOWN_SECONDS: '0',
+        RATE_BURST: '0',
       },
       tmp,
     );

@@ -62,12 +62,16 @@ describe.skipIf(!redisServerBin)('Redis state across processes', () => {
     expect((await b.jobs.recent(3)).map((r) => r.id)).toEqual(['20', '19', '18']);
   });
 
-  it('gives one cooldown window to one of two racing gateways, and tells the user once', async () => {
+  it('shares one token bucket per user between racing gateways: a burst of 2 lets exactly 2 of 6 through', async () => {
     const now = Date.now();
-    const takes = await Promise.all([a, b, a, b].map((s) => s.cooldowns.take('racer', 30, now)));
-    expect(takes.filter((t) => t.allowed)).toHaveLength(1);
-    const refused = takes.filter((t) => !t.allowed) as { notify: boolean }[];
-    expect(refused.filter((t) => t.notify)).toHaveLength(1);
+    const buckets = [a, b].map((s) => s.rateLimiter({ burst: 2, refillMs: 60_000 }, 'rate:test:'));
+    const takes = await Promise.all(Array.from({ length: 6 }, (_, k) => buckets[k % 2]!.take('racer', now)));
+    expect(takes.filter((t) => t.allowed)).toHaveLength(2);
+    for (const t of takes.filter((t) => !t.allowed)) expect((t as { retryAfterMs: number }).retryAfterMs).toBe(60_000);
+    // Half a refill later the bucket holds half a token: still refused, and told when to come back.
+    const later = await buckets[1]!.take('racer', now + 30_000);
+    expect(later).toEqual({ allowed: false, retryAfterMs: 30_000 });
+    expect(await buckets[0]!.take('racer', now + 60_000)).toEqual({ allowed: true });
   });
 
   it('counts every verdict from both', async () => {

@@ -11,12 +11,21 @@ describe('config', () => {
     const c = loadConfig({}, '/srv/catdog');
     expect(c.discord).toEqual({ token: null, appId: null, guildId: null, apiUrl: null, cdnUrl: null, messageContent: true });
     expect(c.attachmentHosts).toEqual(['cdn.discordapp.com', 'media.discordapp.net']);
-    expect(c.web).toEqual({ port: 5000, host: '0.0.0.0' });
+    // Loopback unless WEB_HOST says otherwise: /metrics and /healthz are not public by default.
+    expect(c.web).toEqual({
+      port: 5000,
+      host: '127.0.0.1',
+      maxConnections: 64,
+      requestTimeoutMs: 30_000,
+      maxBytesInFlight: 64 * 1024 * 1024,
+      rate: { burst: 10, refillMs: 3000 },
+      metricsToken: null,
+    });
     expect(c.dataDir).toBe('/srv/catdog/data');
     expect(c.store).toEqual({ kind: 'sqlite', url: 'sqlite:///srv/catdog/data/catdog.sqlite', path: '/srv/catdog/data/catdog.sqlite' });
     expect(c.limits).toEqual({ maxImageBytes: 25 * 1024 * 1024, maxImagePixels: 50_000_000, downloadTimeoutMs: 15_000 });
-    expect(c.cooldownSeconds).toBe(10);
-    expect(c.queue).toEqual({ size: 32, concurrency: 1, perGuild: 2 });
+    expect(c.rate).toEqual({ burst: 5, refillMs: 6000 });
+    expect(c.queue).toEqual({ size: 32, concurrency: 1, perGuild: 2, perGuildWaiting: 8, downloads: 4 });
     expect(c.admins).toEqual({ userIds: [], roleIds: [] });
     expect(c.data).toEqual({ train: [], test: null, testLabels: null });
   });
@@ -34,8 +43,18 @@ describe('config', () => {
         DATA_DIR: 'state',
         STORE_URL: 'redis://:secret@127.0.0.1:6379/2',
         MAX_IMAGE_BYTES: '8MB',
-        COOLDOWN_SECONDS: '0',
+        RATE_BURST: '0',
+        RATE_REFILL_SECONDS: '2',
         QUEUE_SIZE: '5',
+        GUILD_QUEUE_SIZE: '3',
+        DOWNLOADS_AT_ONCE: '2',
+        WEB_HOST: '0.0.0.0',
+        WEB_MAX_CONNECTIONS: '10',
+        WEB_REQUEST_TIMEOUT_SECONDS: '5',
+        WEB_MAX_BYTES_IN_FLIGHT: '10MB',
+        WEB_RATE_BURST: '3',
+        WEB_RATE_REFILL_SECONDS: '1',
+        METRICS_TOKEN: 'metrics-secret-1',
         ADMIN_USER_IDS: '123456789012345678, 223456789012345678',
         ADMIN_ROLE_IDS: '',
         TRAIN_DATA: 'data/train.zip, /abs/train-200px.zip',
@@ -50,8 +69,17 @@ describe('config', () => {
     expect(c.dataDir).toBe('/srv/catdog/state');
     expect(c.store).toEqual({ kind: 'redis', url: 'redis://:secret@127.0.0.1:6379/2' });
     expect(c.limits.maxImageBytes).toBe(8 * 1024 * 1024);
-    expect(c.cooldownSeconds).toBe(0);
-    expect(c.queue.size).toBe(5);
+    expect(c.rate).toEqual({ burst: 0, refillMs: 2000 });
+    expect(c.queue).toEqual({ size: 5, concurrency: 1, perGuild: 2, perGuildWaiting: 3, downloads: 2 });
+    expect(c.web).toEqual({
+      port: 8080,
+      host: '0.0.0.0',
+      maxConnections: 10,
+      requestTimeoutMs: 5000,
+      maxBytesInFlight: 10 * 1024 * 1024,
+      rate: { burst: 3, refillMs: 1000 },
+      metricsToken: 'metrics-secret-1',
+    });
     expect(c.admins).toEqual({ userIds: ['123456789012345678', '223456789012345678'], roleIds: [] });
     expect(c.data).toEqual({ train: ['/srv/catdog/data/train.zip', '/abs/train-200px.zip'], test: '/abs/test.zip', testLabels: '/srv/catdog/labels.csv' });
   });
@@ -108,9 +136,10 @@ describe('config', () => {
         DISCORD_API_URL: 'ftp://x',
         MESSAGE_CONTENT_INTENT: 'maybe',
         MAX_IMAGE_BYTES: 'lots',
-        COOLDOWN_SECONDS: '-1',
+        RATE_BURST: '-1',
         QUEUE_SIZE: '1.5',
         ADMIN_ROLE_IDS: '1234567890,role',
+        COOLDOWN_SECONDS: '10',
       });
     } catch (e) {
       err = e;
@@ -121,11 +150,32 @@ describe('config', () => {
       'DISCORD_API_URL must be an http(s) URL, got the ftp scheme in "ftp://x".',
       'MESSAGE_CONTENT_INTENT must be true or false, got "maybe".',
       'MAX_IMAGE_BYTES must be a size in bytes from 1 to 1073741824 (e.g. 8388608 or 8MB), got "lots".',
-      'COOLDOWN_SECONDS must be a number of seconds (0 turns the cooldown off) (a whole number from 0 to 86400), got "-1".',
+      'RATE_BURST must be a number of photos in a row (0 turns the limit off) (a whole number from 0 to 10000), got "-1".',
       'QUEUE_SIZE must be a number of waiting jobs (a whole number from 0 to 10000), got "1.5".',
       'ADMIN_ROLE_IDS must be a comma-separated list of Discord ids; not ids: "role".',
+      'COOLDOWN_SECONDS is no longer read: the per-user limit is now a burst, RATE_BURST photos in a row, then one every RATE_REFILL_SECONDS (see .env.example).',
       'DISCORD_TOKEN must be the bot token alone, without spaces or a "Bot " prefix.',
     ]);
+  });
+  it('never echoes a value that looks like the token (pasted into the wrong variable)', () => {
+    const token = 'MTIzNDU2Nzg5MDEyMzQ1Njc4.GaBcDe.abcdefghijklmnopqrstuvwxyz012345678';
+    let err: unknown;
+    try {
+      loadConfig({ DISCORD_TOKEN: token, DISCORD_APP_ID: token, PORT: token, ADMIN_USER_IDS: `123456789012345678,${token}`, WEB_RATE_BURST: `x${token}`, STORE_URL: `redis:/${token}` });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const message = (err as ConfigError).message;
+    expect((err as ConfigError).problems).toHaveLength(5);
+    for (const part of [token, ...token.split('.')]) expect(message).not.toContain(part);
+    expect(message).toContain('DISCORD_APP_ID must be a Discord id (digits only, e.g. 123456789012345678), got (a value that looks like a token; not shown).');
+    // Another bot's token, not ours, in a wrong place: still hidden by its shape.
+    expect(() => loadConfig({ DISCORD_GUILD_ID: 'NzkyNzE1NDU0MTk2MDg4ODQy.X-hvzA.Ovy4MCQywSkoMRRclStW4xAYK7I' })).toThrow(/got \(a value that looks like a token; not shown\)\./);
+  });
+
+  it('needs a home server for admin roles', () => {
+    expect(() => loadConfig({ ADMIN_ROLE_IDS: '123456789012345678' })).toThrow(/ADMIN_ROLE_IDS needs DISCORD_GUILD_ID/);
   });
 });
 

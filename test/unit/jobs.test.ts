@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { isAdmin } from '../../src/bot/admin.ts';
+import { isAdmin, type AdminCheckInput } from '../../src/bot/admin.ts';
 import { Throttle } from '../../src/bot/throttle.ts';
 import { loadConfig } from '../../src/config.ts';
 import { JobBusy, JobDataMissing, JobRunner, type JobContext, type JobWork } from '../../src/jobs/runner.ts';
@@ -273,15 +273,28 @@ describe('Throttle', () => {
 });
 
 describe('who is an admin', () => {
-  const none = { userIds: [], roleIds: [] };
-  it('without ADMIN_USER_IDS / ADMIN_ROLE_IDS: members with the Administrator permission', () => {
-    expect(isAdmin({ userId: '1', roleIds: [], administrator: true }, none)).toBe(true);
-    expect(isAdmin({ userId: '1', roleIds: ['5'], administrator: false }, none)).toBe(false);
+  const HOME = '500000000000000001';
+  const OTHER = '500000000000000002';
+  const who = (o: Partial<AdminCheckInput>): AdminCheckInput => ({ userId: '3', guildId: HOME, roleIds: [], administrator: false, ...o });
+  it('the owner and ADMIN_USER_IDS anywhere; Administrator only in the home server, never elsewhere', () => {
+    const policy = { ownerIds: ['42'], userIds: ['111111111111'], roleIds: [], homeGuildId: HOME };
+    expect(isAdmin(who({ userId: '42', guildId: OTHER }), policy)).toBe(true);
+    expect(isAdmin(who({ userId: '42', guildId: null }), policy)).toBe(true);
+    expect(isAdmin(who({ userId: '111111111111', guildId: OTHER }), policy)).toBe(true);
+    expect(isAdmin(who({ administrator: true }), policy)).toBe(true);
+    expect(isAdmin(who({ administrator: true, guildId: OTHER }), policy)).toBe(false);
+    expect(isAdmin(who({ administrator: true, guildId: null }), policy)).toBe(false);
   });
-  it('with them: exactly the listed users and roles (Administrator alone is not enough)', () => {
-    const admins = loadConfig({ ADMIN_USER_IDS: '111111111111', ADMIN_ROLE_IDS: '222222222222' }).admins;
-    expect(isAdmin({ userId: '111111111111', roleIds: [], administrator: false }, admins)).toBe(true);
-    expect(isAdmin({ userId: '3', roleIds: ['222222222222'], administrator: false }, admins)).toBe(true);
-    expect(isAdmin({ userId: '3', roleIds: ['9'], administrator: true }, admins)).toBe(false);
+  it('ADMIN_ROLE_IDS count in the home server only, and then Administrator alone is not enough', () => {
+    const config = loadConfig({ ADMIN_USER_IDS: '111111111111', ADMIN_ROLE_IDS: '222222222222', DISCORD_GUILD_ID: HOME });
+    const policy = { ownerIds: [], ...config.admins, homeGuildId: config.discord.guildId };
+    expect(isAdmin(who({ userId: '111111111111' }), policy)).toBe(true);
+    expect(isAdmin(who({ roleIds: ['222222222222'] }), policy)).toBe(true);
+    expect(isAdmin(who({ roleIds: ['222222222222'], guildId: OTHER }), policy)).toBe(false);
+    expect(isAdmin(who({ roleIds: ['9'], administrator: true }), policy)).toBe(false);
+  });
+  it('without a home server no role or permission makes an admin', () => {
+    const policy = { ownerIds: [], userIds: [], roleIds: [], homeGuildId: null };
+    expect(isAdmin(who({ administrator: true, guildId: OTHER }), policy)).toBe(false);
   });
 });

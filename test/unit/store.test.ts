@@ -19,7 +19,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 /** The store's behaviour, the same on every backend. */
 function storeContract(name: string, config: () => StoreConfig | null) {
   describe(`store (${name})`, () => {
-    it('keeps settings, channel overrides, stats and cooldowns, across a reopen', async () => {
+    it('keeps settings, channel overrides, stats and rate-limit buckets, across a reopen', async () => {
       const cfg = config();
       if (!cfg) return;
       const g = `g${Date.now()}`;
@@ -43,13 +43,16 @@ function storeContract(name: string, config: () => StoreConfig | null) {
         await store.settings.setChannel('c2', { autoDetect: null });
         expect(await store.settings.autoDetect(g, 'c2')).toEqual({ enabled: true, style: 'react' });
 
+        // The per-user bucket (2 in a row, one more every 30 s), kept in the store.
         const u = `u${Date.now()}`;
         const t0 = Date.now();
-        expect(await store.cooldowns.take(u, 30, t0)).toEqual({ allowed: true });
-        expect(await store.cooldowns.take(u, 30, t0 + 1000)).toEqual({ allowed: false, retryAfterMs: 29_000, notify: true });
-        expect(await store.cooldowns.take(u, 30, t0 + 2000)).toEqual({ allowed: false, retryAfterMs: 28_000, notify: false });
-        expect(await store.cooldowns.take(u, 30, t0 + 30_001)).toEqual({ allowed: true });
-        expect(await store.cooldowns.take(u, 0, t0 + 30_002)).toEqual({ allowed: true });
+        const bucket = store.rateLimiter({ burst: 2, refillMs: 30_000 }, 'rate:test:');
+        expect(await bucket.take(u, t0)).toEqual({ allowed: true });
+        expect(await bucket.take(u, t0 + 1)).toEqual({ allowed: true });
+        expect(await bucket.take(u, t0 + 1000)).toEqual({ allowed: false, retryAfterMs: 29_000 });
+        expect(await bucket.take(u, t0 + 2000)).toEqual({ allowed: false, retryAfterMs: 28_000 });
+        expect(await bucket.take(u, t0 + 30_001)).toEqual({ allowed: true });
+        expect(await bucket.take(`${u}-other`, t0 + 30_001)).toEqual({ allowed: true });
       } finally {
         await store.close();
       }

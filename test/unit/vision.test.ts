@@ -308,6 +308,23 @@ describe('decodeImage: refusals', () => {
     expect(err.cause).toBeInstanceOf(Error); // sharp's own error is kept for logs
   });
 
+  it('a tiny JPEG whose header says 7000x7000 is refused from the header (no 140 MB decode), a real flat one is not', async () => {
+    const small = await sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 90, g: 60, b: 30 } } }).jpeg().toBuffer();
+    const bomb = Buffer.from(small);
+    // The frame header (SOF0 or SOF2): FF C0/C2, length, precision, height, width.
+    let sof = -1;
+    for (let k = 2; k < bomb.length - 9; k++) if (bomb[k] === 0xff && (bomb[k + 1] === 0xc0 || bomb[k + 1] === 0xc2)) { sof = k; break; }
+    expect(sof).toBeGreaterThan(0);
+    bomb.writeUInt16BE(7000, sof + 5);
+    bomb.writeUInt16BE(7000, sof + 7);
+    expect((await sharp(bomb).metadata()).width).toBe(7000);
+    const err = await expectUnsupported(bomb, /^The file is \d+ bytes but says it is 7000x7000 pixels: far too little data for a photo that size/);
+    expect(err.cause).toBeUndefined(); // refused before sharp decoded anything
+    // A genuinely flat 3000x3000 photo (about 170 pixels per byte) still decodes.
+    const flat = await sharp({ create: { width: 3000, height: 3000, channels: 3, background: { r: 0, g: 0, b: 0 } } }).jpeg({ mozjpeg: true, quality: 1 }).toBuffer();
+    expect((await decodeImage(flat)).width).toBe(3000);
+  });
+
   it('a PNG with corrupt pixel data is refused', async () => {
     const png = await noisy(64, 64).png({ compressionLevel: 0 }).toBuffer();
     const bad = Buffer.from(png);

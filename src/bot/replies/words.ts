@@ -1,5 +1,4 @@
 /** The bot's words for errors and refusals: the shared error words (src/error-words.ts) with the running job for job_busy. */
-import type { Config } from '../../config.ts';
 import { describeError as describeErrorWords, ERROR_WORDS } from '../../error-words.ts';
 import { JobBusy } from '../../jobs/runner.ts';
 import { jobLine } from './jobs.ts';
@@ -19,10 +18,11 @@ export function cooldownWords(retryAfterMs: number): string {
   return `⏳ Easy there! You can ask me again in ${s} s.`;
 }
 
-export function adminRefusalWords(admins: Config['admins']): string {
-  const who =
-    admins.userIds.length || admins.roleIds.length
-      ? "the people and roles this bot's owner listed as admins"
-      : 'members with the **Administrator** permission';
-  return `🔒 Only the bot's admins can do that (${who}). Your attempt has been logged.`;
+export function adminRefusalWords(admins: { roleIds: readonly string[]; homeGuildId: string | null }): string {
+  const home = admins.homeGuildId
+    ? admins.roleIds.length
+      ? ' and the admin roles of its home server'
+      : ' and the Administrators of its home server'
+    : '';
+  return `🔒 Only the bot's admins can do that (its owner, the people the owner listed${home}). Your attempt has been logged.`;
 }
