@@ -163,14 +163,17 @@ if docker compose version >/dev/null 2>&1; then compose=(docker compose); elif c
 if [ ${#compose[@]} -gt 0 ]; then
   cdir=$(mktemp -d /tmp/catdog-compose.XXXXXX)
   cp compose.yaml "$cdir/" && cp .env.example "$cdir/.env"
-  (cd "$cdir" && "${compose[@]}" config >default.yaml && COMPOSE_PROFILES=redis STORE_URL=redis://redis:6379 "${compose[@]}" config >redis.yaml) ||
+  (cd "$cdir" && "${compose[@]}" config >default.yaml && COMPOSE_PROFILES=redis STORE_URL=redis://redis:6379 "${compose[@]}" config >redis.yaml &&
+    COMPOSE_PROFILES=scale "${compose[@]}" config >scale.yaml) ||
     { say "FAIL: ${compose[*]} config rejects compose.yaml"; exit 1; }
   grep -q 'DATA_DIR: /data' "$cdir/default.yaml" && grep -Eq "STORE_URL: (''|\"\")?\$" "$cdir/default.yaml" &&
     grep -q 'STORE_URL: redis://redis:6379' "$cdir/redis.yaml" && grep -q -- '--maxmemory-policy' "$cdir/redis.yaml" &&
-    grep -q -- 'noeviction' "$cdir/redis.yaml" && grep -q -- '--appendonly' "$cdir/redis.yaml" ||
+    grep -q -- 'noeviction' "$cdir/redis.yaml" && grep -q -- '--appendonly' "$cdir/redis.yaml" &&
+    for role in gateway web inference jobs; do grep -q "CATDOG_ROLE: $role" "$cdir/scale.yaml" || exit 1; done &&
+    grep -q 'REDIS_URL: redis://redis:6379' "$cdir/scale.yaml" ||
     { say "FAIL: compose.yaml resolves to something unexpected (see $cdir)"; exit 1; }
   rm -rf "$cdir"
-  say "compose.yaml: ${compose[*]} config resolves it (default: SQLite on /data; profile redis: STORE_URL, AOF, noeviction)"
+  say "compose.yaml: ${compose[*]} config resolves it (default: SQLite on /data; profile redis: STORE_URL, AOF, noeviction; profile scale: gateway, web, inference, jobs on Redis)"
 else
   say "compose.yaml: no Compose here to parse it (not checked)"
 fi
