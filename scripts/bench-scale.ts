@@ -150,7 +150,7 @@ function baseEnv(dataDir: string, trainDir: string): Record<string, string> {
     PORT: '0',
     WEB_HOST: '127.0.0.1',
     DATA_DIR: dataDir,
-    COOLDOWN_SECONDS: '0',
+    RATE_BURST: '0',
     QUEUE_SIZE: '200',
     ADMIN_USER_IDS: '100000000000000042',
     TRAIN_DATA: trainDir,

@@ -234,7 +234,7 @@ if (isEntry) {
   try {
     // CATDOG_ROLE picks the role; embedded (the default) comes back to main().
     const { runRole } = await import('./scale/roles.ts');
-    await runRole(undefined);
+    await runRole(undefined, undefined, (o) => main(o));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\nSee .env.example for what each variable means.\n`);

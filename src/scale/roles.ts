@@ -79,13 +79,18 @@ function timestamped(line: string): void {
 }
 
 /** The entry: reads the configuration, starts the role, stops it on SIGTERM/SIGINT (exit 0 when it stopped cleanly). */
-export async function runRole(roleArg: string | undefined, env: Env = processEnv()): Promise<void> {
+export async function runRole(
+  roleArg: string | undefined,
+  env: Env = processEnv(),
+  /** main() itself when src/main.ts is the entry: importing it again from here would wait on its own top-level await. */
+  embedded?: (options: { env: Env }) => Promise<unknown>,
+): Promise<void> {
   const merged = roleArg ? { ...env, CATDOG_ROLE: roleArg } : env;
   const config = loadConfig(merged);
   const role = config.scale.role;
   if (role === 'embedded') {
-    const { main } = await import('../main.ts');
-    await main({ env: merged });
+    const start = embedded ?? (await import('../main.ts')).main;
+    await start({ env: merged });
     return;
   }
   const log = (l: string) => timestamped(`[${role}] ${l}`);

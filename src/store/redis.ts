@@ -24,7 +24,7 @@ local now = tonumber(ARGV[1])
 local tokens = burst
 local v = redis.call('GET', KEYS[1])
 if v then
-  local t, at = string.match(v, '^([%d%.]+):(%d+)$')
+  local t, at = string.match(v, '^([^:]+):(%d+)$')
   tokens = math.min(burst, tonumber(t) + math.max(0, now - tonumber(at)) / refill)
 end
 local allowed = 0
@@ -36,7 +36,7 @@ else
   wait = math.ceil((1 - tokens) * refill)
 end
 local ttl = math.max(1, math.ceil((burst - tokens) * refill))
-redis.call('SET', KEYS[1], string.format('%.6f', tokens) .. ':' .. now, 'PX', ttl)
+redis.call('SET', KEYS[1], string.format('%.17g', tokens) .. ':' .. now, 'PX', ttl)
 return {allowed, wait}
 `;
 

@@ -181,3 +181,20 @@ describe('npm start with a bad environment', () => {
     ]);
   });
 });
+
+describe('npm start as the entry (node --import tsx src/main.ts, as the container image runs it)', () => {
+  it('starts the embedded default to ready, answers /healthz, and exits 0 on SIGTERM', async () => {
+    // src/main.ts is the entry and hands over to the role dispatcher: that must not import
+    // src/main.ts a second time (its own top-level await would never settle, and the process
+    // would end silently).
+    const child = run('src/main.ts', { PORT: '0', WEB_HOST: '127.0.0.1', DATA_DIR: join(tmp, 'entry-data') }, tmp);
+    const ready = await child.line(/web: the upload page is at (http:\/\/127\.0\.0\.1:\d+)\//, 90_000);
+    const url = /(http:\/\/127\.0\.0\.1:\d+)\//.exec(ready)![1]!;
+    const health = await fetch(`${url}/healthz`);
+    expect(health.status).toBe(200);
+    await child.line(/catdog is ready/, 30_000);
+    child.proc.kill('SIGTERM');
+    expect(await child.exit).toBe(0);
+    expect(child.out.some((l) => l.includes('shutdown complete (exit 0)'))).toBe(true);
+  }, 150_000);
+});

@@ -147,7 +147,7 @@ beforeAll(async () => {
     CATDOG_MODELS_DIR: models,
     CATDOG_REGISTRY_DIR: join(models, 'registry'),
     CATDOG_THREADS: '1',
-    COOLDOWN_SECONDS: '0',
+    RATE_BURST: '0',
     ADMIN_USER_IDS: alice.id,
     TRAIN_DATA: trainDir,
     WORKER_LOCK_SECONDS: '2',
