@@ -1,7 +1,7 @@
 /**
  * `npm run start:<role>` (or CATDOG_ROLE=<role> npm start): one role of a deployment on Redis.
  * gateway — discord.js; with SHARD_COUNT > 1 a ShardingManager, one process per shard, each
- *           running the gateway (src/scale/shard.ts); defers, checks cooldowns, enqueues.
+ *           running the gateway (src/scale/shard.ts); defers, checks the per-user rate limit, enqueues.
  * inference — a BullMQ worker on catdog-classify with the model in a child process.
  * jobs    — the BullMQ worker of /retrain and /score, and the notifier of their messages.
  * web     — the upload page and /api/classify on the queue, /healthz with Redis and the workers.
