@@ -14,7 +14,7 @@
  * knows nothing of training, Discord or ONNX.
  */
 import { CatdogError } from '../errors.ts';
-import type { JobDecision, JobParams, JobProgress, JobRecord, JobRepository, JobResult, JobUser } from './types.ts';
+import { type JobDecision, type JobParams, type JobProgress, type JobRecord, type JobRepository, type JobResult, type JobUser, newJobRecord } from './types.ts';
 
 /** Another job is running; `running` is its record (null while it is still being set up). */
 export class JobBusy extends CatdogError {
@@ -151,22 +151,7 @@ export class JobRunner implements Jobs {
     const slot = this.claim(watch);
     try {
       await this.o.work.check(params);
-      const now = new Date().toISOString();
-      const record = await this.o.repo.create({
-        kind: params.kind,
-        status: 'queued',
-        startedBy: by,
-        params,
-        createdAt: now,
-        startedAt: null,
-        endedAt: null,
-        attempts: 0,
-        progress: null,
-        result: null,
-        error: null,
-        cancelledBy: null,
-        decision: null,
-      });
+      const record = await this.o.repo.create(newJobRecord(params, by));
       return this.launch(slot, record);
     } catch (err) {
       this.slot = null;

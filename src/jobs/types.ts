@@ -109,6 +109,25 @@ export interface JobRecord {
   decision: JobDecision | null;
 }
 
+/** A new job's record, before the repository gives it an id: queued, never started. */
+export function newJobRecord(params: JobParams, by: JobUser, now = new Date()): Omit<JobRecord, 'id'> {
+  return {
+    kind: params.kind,
+    status: 'queued',
+    startedBy: by,
+    params,
+    createdAt: now.toISOString(),
+    startedAt: null,
+    endedAt: null,
+    attempts: 0,
+    progress: null,
+    result: null,
+    error: null,
+    cancelledBy: null,
+    decision: null,
+  };
+}
+
 /** Where job records are kept (src/store implements it); the runner needs nothing more. */
 export interface JobRepository {
   /** Stores a new record with the next id; returns it. */

@@ -25,7 +25,7 @@ import { Throttle } from '../bot/throttle.ts';
 import type { Config, Env } from '../config.ts';
 import { ModelAdmin } from '../jobs/models.ts';
 import { JobBusy, JobRunner, JobStateError, type Jobs, type JobWatcher, type StartedJob } from '../jobs/runner.ts';
-import type { JobDecision, JobParams, JobRecord, JobStatus, JobUser } from '../jobs/types.ts';
+import { type JobDecision, type JobParams, type JobRecord, type JobStatus, type JobUser, newJobRecord } from '../jobs/types.ts';
 import { Registry } from '../model/registry.ts';
 import { Store } from '../store/index.ts';
 import { blockingConnection, JOBS_QUEUE, producerConnection } from './connections.ts';
@@ -120,21 +120,7 @@ export class QueuedJobs implements Jobs {
     await this.claim();
     let record: JobRecord;
     try {
-      record = await this.store.jobs.create({
-        kind: params.kind,
-        status: 'queued',
-        startedBy: by,
-        params,
-        createdAt: new Date().toISOString(),
-        startedAt: null,
-        endedAt: null,
-        attempts: 0,
-        progress: null,
-        result: null,
-        error: null,
-        cancelledBy: null,
-        decision: null,
-      });
+      record = await this.store.jobs.create(newJobRecord(params, by));
     } catch (err) {
       await this.redis.del(CURRENT).catch(() => undefined);
       throw err;

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { RemoteClassifier } from '../../src/scale/remote.ts';
 import { Store } from '../../src/store/index.ts';
+import { newJobRecord } from '../../src/jobs/types.ts';
 import { freePort, redisServerBin, startRedis, stopProcess } from '../helpers/processes.ts';
 
 let redis: ChildProcess | null = null;
@@ -35,21 +36,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-const record = (name: string) => ({
-  kind: 'retrain' as const,
-  status: 'queued' as const,
-  startedBy: { id: '1', name },
-  params: { kind: 'retrain' as const, sources: [] },
-  createdAt: new Date().toISOString(),
-  startedAt: null,
-  endedAt: null,
-  attempts: 0,
-  progress: null,
-  result: null,
-  error: null,
-  cancelledBy: null,
-  decision: null,
-});
+const record = (name: string) => newJobRecord({ kind: 'retrain', sources: [] }, { id: '1', name });
 
 describe.skipIf(!redisServerBin)('Redis state across processes', () => {
   it('hands out distinct job ids (INCR) and loses no concurrent record update', async () => {
