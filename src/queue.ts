@@ -306,14 +306,14 @@ export class QueuedClassifier implements ClassifyDoor {
    * the photo is classified, so at most `downloads` photos are in memory for the bot at once.
    */
   async classifyFetched(fetch: () => Promise<Uint8Array>, options: { key: string; signal?: AbortSignal }): Promise<Prediction> {
-    const ticket = this.queue.admit(options.key);
+    const admission = this.admit(options.key);
     let releasePermit: (() => void) | null = null;
     try {
       releasePermit = await this.downloads.acquire(options.signal);
       const bytes = await fetch();
-      return await ticket.run(() => this.classifier.classify(bytes, { signal: options.signal }), options.signal);
+      return await admission.run(bytes, options.signal);
     } finally {
-      ticket.release();
+      admission.release();
       releasePermit?.();
     }
   }
