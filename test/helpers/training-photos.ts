@@ -41,6 +41,9 @@ export function temporaryModelsDir(root: string): string {
   const dir = join(root, 'models');
   mkdirSync(dir, { recursive: true });
   for (const sub of ['onnx', 'cache', 'weights', 'calibration']) {
+    // The repository's folder must exist (a fresh clone has no models/cache yet): a link to a
+    // missing folder would stop the weights' first download with ENOTDIR.
+    mkdirSync(join(repoRoot, 'models', sub), { recursive: true });
     try {
       symlinkSync(join(repoRoot, 'models', sub), join(dir, sub));
     } catch {
