@@ -11,7 +11,10 @@
  * requests sent at once, and the main (gateway) process's event-loop delay (p99,
  * perf_hooks.monitorEventLoopDelay) while a /retrain on `--train` x 2 fresh photos runs and
  * 5 photos a second arrive. hop_overhead_ms_p50 = p50(workers_1x2) − p50(embedded): the queue hop,
- * same threads. With --json the last line is one object. Needs ../shared/data/dogs-vs-cats/train.zip
+ * same threads: a difference of two noisy medians. hop_noop_ms_p50/p95 measure the hop alone, with
+ * little noise: --hop photos sent one at a time through the real remote door (BullMQ job, QueueEvents
+ * answer) to a worker whose processor answers at once, so only the queue's work is timed.
+ * With --json the last line is one object. Needs ../shared/data/dogs-vs-cats/train.zip
  * and redis-server. Everything lives in a temporary folder.
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, cpSync } from 'node:fs';
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     burst: { type: 'string', default: '40' },
     train: { type: 'string', default: '30' },
     modes: { type: 'string', default: 'inline,embedded,workers_1x2,workers_2x1' },
+    hop: { type: 'string', default: '300' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -159,6 +163,37 @@ function baseEnv(dataDir: string, trainDir: string): Record<string, string> {
   };
 }
 
+/** The queue hop alone: the remote door (src/scale/remote.ts) against a worker that answers at once. */
+async function measureHop(n: number): Promise<{ p50_ms: number; p95_ms: number }> {
+  const { Worker } = await import('bullmq');
+  const { RemoteClassifier } = await import('../src/scale/remote.ts');
+  const { blockingConnection, CLASSIFY_QUEUE } = await import('../src/scale/connections.ts');
+  const redisDir = join(root, 'redis-hop');
+  mkdirSync(redisDir);
+  const port = await freePort();
+  const redis = await startRedis(port, redisDir);
+  const url = `redis://127.0.0.1:${port}`;
+  const answer = { dog: 0.5, label: 'dog', backbones: ['resnet50'], precision: 'fp32', model: 'noop', imagenetTop: [] };
+  const worker = new Worker(CLASSIFY_QUEUE, async () => ({ ok: true, prediction: answer, worker: 'noop' }), { connection: blockingConnection(url), concurrency: 1 });
+  const door = await RemoteClassifier.open({ redisUrl: url, size: 200, deadlineMs: 10_000 });
+  try {
+    await worker.waitUntilReady();
+    const lat: number[] = [];
+    for (let k = 0; k < n + 20; k++) {
+      const t0 = performance.now();
+      await door.classify(photos[k % photos.length]!, { key: 'g:bench' });
+      if (k >= 20) lat.push(performance.now() - t0); // the first 20 warm up
+    }
+    const r = { p50_ms: round(q(lat, 0.5), 2), p95_ms: round(q(lat, 0.95), 2) };
+    log(`queue hop alone (${n} photos of ${Math.round(photos.reduce((a, b) => a + b.length, 0) / photos.length / 1024)} KB on average, worker answering at once): p50 ${r.p50_ms} ms, p95 ${r.p95_ms} ms`);
+    return r;
+  } finally {
+    await door.close();
+    await worker.close();
+    await stopProcess(redis);
+  }
+}
+
 const results: Record<string, ModeResult> = {};
 const procs: Proc[] = [];
 try {
@@ -166,7 +201,8 @@ try {
   const req = join(root, 'requests');
   await copyPhotos(trainZip, req, trainingNames(200, 210));
   photos = readdirSync(req).map((n) => readFileSync(join(req, n)));
-  const modes = values.modes.split(',');
+  const modes = values.modes.split(',').filter((m) => m !== 'hop');
+  const hop = Number(values.hop) > 0 ? await measureHop(Number(values.hop)) : null;
   for (const [k, mode] of modes.entries()) {
     // Fresh photos for each retrain: an empty feature cache, so it really computes.
     const trainDir = join(root, `train-${mode}`);
@@ -219,7 +255,7 @@ try {
     }
   }
   if (modes.length < 4) {
-    log(JSON.stringify(results));
+    log(JSON.stringify({ ...results, ...(hop ? { hop_noop_ms_p50: hop.p50_ms, hop_noop_ms_p95: hop.p95_ms } : {}) }));
     process.exit(0);
   }
   const out = {
@@ -227,6 +263,7 @@ try {
     workers_1x2: results.workers_1x2!,
     workers_2x1: results.workers_2x1!,
     hop_overhead_ms_p50: round(results.workers_1x2!.p50_ms - results.embedded!.p50_ms),
+    ...(hop ? { hop_noop_ms_p50: hop.p50_ms, hop_noop_ms_p95: hop.p95_ms } : {}),
     inline_before: results.inline!,
   };
   log('');
@@ -241,6 +278,7 @@ try {
     log(`| ${m} | ${r.p50_ms} | ${r.p95_ms} | ${r.img_per_s} | ${r.loop_delay_p99_ms} |`);
   }
   log(`queue hop overhead (p50, 1x2 workers vs embedded): ${out.hop_overhead_ms_p50} ms`);
+  if (hop) log(`queue hop alone (no-op worker): p50 ${hop.p50_ms} ms, p95 ${hop.p95_ms} ms`);
   log(`failed requests: ${failures.length}${failures.length ? ` (${failures.slice(0, 5).join('; ')})` : ''}`);
   if (values.json) process.stdout.write(`${JSON.stringify(out)}\n`);
 } finally {
