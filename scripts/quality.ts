@@ -20,6 +20,8 @@ import { openDataset } from '../src/train/dataset.ts';
 import {
   assignFolds,
   crossFitCalibration,
+  crossFitClip,
+  crossFitStack,
   formatPaired,
   meanRows,
   metricsOf,
@@ -48,6 +50,7 @@ const { values, positionals } = parseArgs({
     out: { type: 'string' },
     limit: { type: 'string' },
     prefix: { type: 'boolean', default: false },
+    stack: { type: 'boolean', default: false },
   },
 });
 const log = (s: string) => process.stdout.write(`${s}\n`);
@@ -87,6 +90,23 @@ const small = items.map((it, i) => (basename(it.sample.source).includes('200px')
 const probs224 = items.map((it) => store.imagenet!.get(it.hash, 0));
 const top10Flag = new Set(items.map((_, i) => i).filter((i) => probs224[i] && !topK(probs224[i]!, 10).some((g) => isCatOrDogClass(g.index))));
 const mass = items.map((_, i) => (probs224[i] ? catDogMass(probs224[i]!) : 1));
+/** ImageNet's own cat-vs-dog logit: log(dog classes' mass) − log(cat classes' mass), the mean over the non-mirrored views cached. */
+function imagenetDogLogit(i: number): number {
+  const codes = allViews.filter((x) => !x.flip).map(viewCode);
+  let s = 0;
+  let n = 0;
+  for (const c of codes) {
+    const pr = store.imagenet!.get(items[i]!.hash, c);
+    if (!pr) continue;
+    let dog = 0;
+    let cat = 0;
+    for (let k = 151; k <= 268; k++) dog += pr[k]!;
+    for (let k = 281; k <= 287; k++) cat += pr[k]!;
+    s += Math.log(dog + 1e-6) - Math.log(cat + 1e-6);
+    n++;
+  }
+  return n ? s / n : 0;
+}
 
 interface Row {
   name: string;
@@ -167,6 +187,23 @@ for (const kind of ['temperature', 'platt'] as const) {
   const z = crossFitCalibration(last.logits, data.y, folds, kind);
   const r = record(`F. ${last.name.slice(0, 3)} + ${kind} calibration (cross-fitted)`, z, 0, { l2: last.l2 });
   compare(`F ${kind} vs uncalibrated`, last, r);
+}
+
+if (values.stack) {
+  // H. Stacking, cross-fitted: the head's OOF logit with ImageNet's own cat-vs-dog logit (fc1000,
+  // already computed for "neither"), P = sigmoid(a·z + c·z_imagenet + b).
+  const zi = Float64Array.from(items, (_, i) => imagenetDogLogit(i));
+  const zImg = record('H0. ImageNet cat-vs-dog logit alone (cross-fitted Platt)', crossFitStack([zi], data.y, folds), 0);
+  void zImg;
+  const h = record(`H. ${last.name.slice(0, 3)} stacked with the ImageNet cat-vs-dog logit (cross-fitted)`, crossFitStack([last.logits, zi], data.y, folds), 0, { l2: last.l2 });
+  compare('H stacked vs head alone', last, h);
+  const best = h.all.logloss < last.all.logloss ? h : last;
+  const c = crossFitClip(data.y, best.p, folds);
+  const pc = c.p;
+  const rc: Row = { name: `I. ${best.name.slice(0, 3)} + probability clip (cross-fitted, eps per fold ${c.eps.join('/')})`, logits: best.logits, p: pc, all: metricsOf(data.y, pc), px200: metricsOf(data.y, pc, small), seconds: 0 };
+  rows.push(rc);
+  log(`${rc.name}: OOF log loss ${rc.all.logloss.toFixed(4)}, accuracy ${(rc.all.accuracy * 100).toFixed(2)}%; 200 px photos ${rc.px200.logloss.toFixed(4)} / ${(rc.px200.accuracy * 100).toFixed(2)}%`);
+  compare('I clip vs unclipped', best, rc);
 }
 
 if (values['seed-recipe']) {

@@ -306,3 +306,86 @@ export function crossFitCalibration(z: ArrayLike<number>, y: ArrayLike<number>, 
   }
   return out;
 }
+
+/**
+ * Stacking: P(dog) = sigmoid(w · [z, extra…] + b), a logistic regression on a few columns (the
+ * head's logit and, say, the ImageNet cat-vs-dog logit), fitted by L-BFGS with a tiny L2.
+ */
+export interface Stack {
+  w: number[];
+  b: number;
+}
+
+export function fitStack(cols: readonly ArrayLike<number>[], y: ArrayLike<number>, idx?: ArrayLike<number>): Stack {
+  const rows = idx ? Array.from(idx) : [...Array(y.length).keys()];
+  const k = cols.length;
+  const n = rows.length;
+  const f = (p: Float64Array, g: Float64Array) => {
+    g.fill(0);
+    let loss = 0;
+    for (const i of rows) {
+      let t = p[k]!;
+      for (let j = 0; j < k; j++) t += p[j]! * cols[j]![i]!;
+      loss += (t > 0 ? t + Math.log1p(Math.exp(-t)) : Math.log1p(Math.exp(t))) - y[i]! * t;
+      const d = sigmoid(t) - y[i]!;
+      for (let j = 0; j < k; j++) g[j]! += d * cols[j]![i]!;
+      g[k]! += d;
+    }
+    const l2 = 1e-6;
+    for (let j = 0; j <= k; j++) {
+      g[j] = g[j]! / n + (j < k ? 2 * l2 * p[j]! : 0);
+      if (j < k) loss += l2 * n * p[j]! * p[j]!;
+    }
+    return loss / n;
+  };
+  const init = new Float64Array(k + 1);
+  init[0] = 1;
+  const p = lbfgs(f, init, { maxIter: 200, tol: 1e-10 });
+  return { w: Array.from(p.subarray(0, k)), b: p[k]! };
+}
+
+export const applyStack = (s: Stack, cols: readonly ArrayLike<number>[], i: number): number => cols.reduce((t, c, j) => t + s.w[j]! * c[i]!, s.b);
+
+/** Stacking judged out of fold: each fold's stack is fitted on the other folds' OOF columns. */
+export function crossFitStack(cols: readonly ArrayLike<number>[], y: ArrayLike<number>, folds: Int32Array): Float64Array {
+  const k = Math.max(...folds) + 1;
+  const out = new Float64Array(y.length);
+  for (let f = 0; f < k; f++) {
+    const tr: number[] = [];
+    for (let i = 0; i < y.length; i++) if (folds[i] !== f) tr.push(i);
+    const s = fitStack(cols, y, tr);
+    for (let i = 0; i < y.length; i++) if (folds[i] === f) out[i] = applyStack(s, cols, i);
+  }
+  return out;
+}
+
+/** The probability clip [eps, 1 − eps] with the lowest log loss on `p` (idx: rows to judge), from a small grid. */
+export function bestClip(y: ArrayLike<number>, p: ArrayLike<number>, idx?: ArrayLike<number>): number {
+  const rows = idx ? Array.from(idx) : [...Array(y.length).keys()];
+  let best = 0;
+  let bestLoss = Infinity;
+  for (const eps of [0, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2, 2e-2]) {
+    let s = 0;
+    for (const i of rows) {
+      const q = Math.min(1 - eps, Math.max(eps, p[i]!));
+      s -= y[i] ? Math.log(Math.max(q, 1e-15)) : Math.log(Math.max(1 - q, 1e-15));
+    }
+    if (s < bestLoss) (bestLoss = s), (best = eps);
+  }
+  return best;
+}
+
+/** Clipping judged out of fold: each fold's clip is chosen on the other folds. Returns clipped probabilities. */
+export function crossFitClip(y: ArrayLike<number>, p: ArrayLike<number>, folds: Int32Array): { p: Float64Array; eps: number[] } {
+  const k = Math.max(...folds) + 1;
+  const out = Float64Array.from(p as ArrayLike<number>);
+  const eps: number[] = [];
+  for (let f = 0; f < k; f++) {
+    const tr: number[] = [];
+    for (let i = 0; i < y.length; i++) if (folds[i] !== f) tr.push(i);
+    const e = bestClip(y, p, tr);
+    eps.push(e);
+    for (let i = 0; i < y.length; i++) if (folds[i] === f) out[i] = Math.min(1 - e, Math.max(e, p[i]!));
+  }
+  return { p: out, eps };
+}
