@@ -171,7 +171,7 @@ async function measureHop(n: number): Promise<{ p50_ms: number; p95_ms: number }
   const redisDir = join(root, 'redis-hop');
   mkdirSync(redisDir);
   const port = await freePort();
-  const redis = await startRedis(port, redisDir);
+  const redis = await startRedis(port, redisDir, 'everysec');
   const url = `redis://127.0.0.1:${port}`;
   const answer = { dog: 0.5, label: 'dog', backbones: ['resnet50'], precision: 'fp32', model: 'noop', imagenetTop: [] };
   const worker = new Worker(CLASSIFY_QUEUE, async () => ({ ok: true, prediction: answer, worker: 'noop' }), { connection: blockingConnection(url), concurrency: 1 });
@@ -224,7 +224,7 @@ try {
     const redisDir = join(root, `redis-${mode}`);
     mkdirSync(redisDir);
     const port = await freePort();
-    const redis = await startRedis(port, redisDir);
+    const redis = await startRedis(port, redisDir, 'everysec');
     const url = `redis://127.0.0.1:${port}`;
     const penv = { ...env, REDIS_URL: url, JOB_PROGRESS_MS: '1000' };
     const [workers, threads] = mode === 'workers_1x2' ? [1, '2'] : [2, '1'];
