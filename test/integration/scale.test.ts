@@ -17,7 +17,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/model/registry.ts';
 import { CLASSIFY_QUEUE, WORKER_KEY_PREFIX } from '../../src/scale/connections.ts';
 import { Store } from '../../src/store/index.ts';
-import { FakeDiscord, makeUser, DEFAULT_PERMISSIONS, type FakeGuild, type RecordedRequest } from '../helpers/fake-discord.ts';
+import { FakeDiscord, guildOnShard, makeUser, type FakeGuild, type RecordedRequest } from '../helpers/fake-discord.ts';
 import { freePort, redisServerBin, runTs, startRedis, stopProcess, type Proc } from '../helpers/processes.ts';
 import { repoRoot, requireShared } from '../helpers/shared.ts';
 import { copyPhotos, temporaryModelsDir, trainingNames } from '../helpers/training-photos.ts';
@@ -27,17 +27,6 @@ const ready = Boolean(trainZip && redisServerBin);
 if (!redisServerBin) console.warn('skipping the distributed test: no redis-server on PATH (apt-get install -y redis-server)');
 
 const alice = makeUser('alice');
-
-/** A guild whose id routes it to `shard` of 2: (id >> 22) % 2. */
-function guildOnShard(shard: number, name: string): FakeGuild {
-  const id = (((1_000_000n + BigInt(shard)) << 22n) + 12345n).toString();
-  return {
-    id,
-    name,
-    channels: [{ id: `${id.slice(0, -3)}901`, name: 'general', type: 0 }],
-    everyonePermissions: DEFAULT_PERMISSIONS,
-  };
-}
 
 let root: string;
 let fake: FakeDiscord;
