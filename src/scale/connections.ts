@@ -16,6 +16,8 @@ export const HEAD_KEY = 'catdog:head';
 export const HEAD_CHANNEL = 'catdog:head';
 /** Per inference worker: what it answers with, refreshed every few seconds (expires when it dies). */
 export const WORKER_KEY_PREFIX = 'catdog:inference:';
+/** Per jobs worker: whether it can read its training data, refreshed every few seconds (expires when it dies). */
+export const JOBS_WORKER_KEY_PREFIX = 'catdog:jobs-worker:';
 
 export function blockingConnection(url: string): Redis {
   const r = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy: (n) => Math.min(200 * n, 2000) });

@@ -16,6 +16,7 @@
  *   worker (the same one restarted, or another), which runs it again under the same record
  *   (attempt 2), reusing the feature cache; the active model is never touched by a retrain.
  */
+import { hostname } from 'node:os';
 import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { REST, Routes } from 'discord.js';
@@ -24,13 +25,14 @@ import type { AdminServices, Log } from '../bot/services.ts';
 import { Throttle } from '../bot/throttle.ts';
 import type { Config, Env } from '../config.ts';
 import { ModelAdmin } from '../jobs/models.ts';
-import { JobBusy, JobRunner, JobStateError, type Jobs, type JobWatcher, type StartedJob } from '../jobs/runner.ts';
+import { JobBusy, JobDataMissing, JobRunner, JobStateError, type Jobs, type JobsWorkerStatus, type JobWatcher, type StartedJob } from '../jobs/runner.ts';
 import { type JobDecision, type JobParams, type JobRecord, type JobStatus, type JobUser, newJobRecord } from '../jobs/types.ts';
+import { trainDataProblems } from '../jobs/work.ts';
 import { Registry } from '../model/registry.ts';
 import { Store } from '../store/index.ts';
-import { blockingConnection, JOBS_QUEUE, producerConnection } from './connections.ts';
+import { blockingConnection, JOBS_QUEUE, JOBS_WORKER_KEY_PREFIX, producerConnection } from './connections.ts';
 import { ModelProcess } from './embedded.ts';
-import { publishHead, type RedisLiveHead } from './heads.ts';
+import { liveBeats, publishHead, type RedisLiveHead } from './heads.ts';
 import type { RunningRole } from './inference-worker.ts';
 
 const CURRENT = 'catdog:jobs:current';
@@ -43,6 +45,22 @@ const FINISHED: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'cancel
 
 interface JobData {
   recordId: string;
+}
+
+const BEAT_MS = 2000;
+
+/** A jobs worker's heartbeat in Redis (`catdog:jobs-worker:<name>`, expires when it dies). */
+interface JobsWorkerBeat extends JobsWorkerStatus {
+  pid: number;
+  sources: string[];
+  at: string;
+}
+
+/** Why a retrain started now would fail on every live jobs worker, or null when one can run it (or none is alive yet: the job waits for one). */
+function retrainRefusal(workers: JobsWorkerStatus[]): string | null {
+  if (!workers.length || workers.some((w) => !w.trainDataProblems.length)) return null;
+  const w = workers[0]!;
+  return `The jobs worker${workers.length > 1 ? 's' : ''} cannot use ${workers.length > 1 ? 'their' : 'its'} training data, so a retrain would fail: ${w.trainDataProblems.join('; ')} (TRAIN_DATA on ${w.host}, ${w.name}). Nothing was started; fix TRAIN_DATA on the jobs machine (it is checked every few seconds) and try again.`;
 }
 
 /** The doors' side: the Jobs the commands use, on the jobs queue. */
@@ -116,7 +134,14 @@ export class QueuedJobs implements Jobs {
     }
   }
 
+  async workers(): Promise<JobsWorkerStatus[]> {
+    return (await liveBeats<JobsWorkerBeat>(this.redis, JOBS_WORKER_KEY_PREFIX)).map((b) => ({ name: b.name, host: b.host, trainDataProblems: b.trainDataProblems }));
+  }
+
   async start(params: JobParams, by: JobUser, _watch?: JobWatcher): Promise<StartedJob> {
+    // Refused here, at once, rather than as a failed job after the queue hop.
+    const refusal = params.kind === 'retrain' ? retrainRefusal(await this.workers()) : null;
+    if (refusal) throw new JobDataMissing(refusal);
     await this.claim();
     let record: JobRecord;
     try {
@@ -282,6 +307,24 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
   });
   await sub.subscribe(CANCEL_CHANNEL);
 
+  // Whether this machine can read TRAIN_DATA: said at startup, in Redis for the doors (a /retrain
+  // that would fail is refused at once, /model shows it), and checked again every few seconds.
+  const name = `jobs@${hostname()}:${process.pid}`;
+  let lastProblems: string | null = null;
+  const beat = async () => {
+    const problems = trainDataProblems(config.data.train);
+    const said = problems.join('; ');
+    if (said !== lastProblems) {
+      if (problems.length) log(`jobs: warning: /retrain will fail on this machine: ${said} (TRAIN_DATA)`);
+      else if (lastProblems !== null) log('jobs: the training data can be read now (TRAIN_DATA)');
+      lastProblems = said;
+    }
+    const b: JobsWorkerBeat = { name, host: hostname(), pid: process.pid, sources: config.data.train, trainDataProblems: problems, at: new Date().toISOString() };
+    await redis.set(`${JOBS_WORKER_KEY_PREFIX}${name}`, JSON.stringify(b), 'PX', BEAT_MS * 5).catch(() => undefined);
+  };
+  await beat();
+  const beats = setInterval(() => void beat().catch(() => undefined), BEAT_MS);
+
   const worker = new Worker<JobData>(
     JOBS_QUEUE,
     async (job: Job<JobData>) => {
@@ -320,7 +363,7 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
     {
       connection: blockingConnection(url),
       concurrency: 1,
-      name: `jobs@${process.pid}`,
+      name,
       lockDuration: config.scale.workerLockMs,
       stalledInterval: config.scale.workerLockMs,
       maxStalledCount: 1,
@@ -346,8 +389,10 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
   return {
     name: 'jobs',
     async close() {
+      clearInterval(beats);
       await runner.shutdown(); // a running job stops within one batch and is recorded interrupted
       await worker.close();
+      await redis.del(`${JOBS_WORKER_KEY_PREFIX}${name}`).catch(() => undefined);
       await sub.quit().catch(() => undefined);
       await redis.quit().catch(() => undefined);
       await store.close();
