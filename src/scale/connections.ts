@@ -11,6 +11,8 @@ import { Redis } from 'ioredis';
 
 export const CLASSIFY_QUEUE = 'catdog-classify';
 export const JOBS_QUEUE = 'catdog-jobs';
+/** Model registry operations asked by the gateways, run by the jobs worker where the registry is (src/scale/models.ts). */
+export const MODELS_QUEUE = 'catdog-models';
 /** The published head: `catdog:head` holds {id, file}; `catdog:head` is also the channel that says it changed. */
 export const HEAD_KEY = 'catdog:head';
 export const HEAD_CHANNEL = 'catdog:head';

@@ -24,7 +24,7 @@ import { finalPayload, progressPayload, type MessagePayload } from '../bot/job-m
 import type { AdminServices, Log } from '../bot/services.ts';
 import { Throttle } from '../bot/throttle.ts';
 import type { Config, Env } from '../config.ts';
-import { ModelAdmin } from '../jobs/models.ts';
+import type { LiveHead, Models } from '../jobs/models.ts';
 import { JobBusy, JobDataMissing, JobRunner, JobStateError, type Jobs, type JobsWorkerStatus, type JobWatcher, type StartedJob } from '../jobs/runner.ts';
 import { type JobDecision, type JobParams, type JobRecord, type JobStatus, type JobUser, newJobRecord } from '../jobs/types.ts';
 import { trainDataProblems } from '../jobs/work.ts';
@@ -32,7 +32,8 @@ import { Registry } from '../model/registry.ts';
 import { Store } from '../store/index.ts';
 import { blockingConnection, JOBS_QUEUE, JOBS_WORKER_KEY_PREFIX, producerConnection } from './connections.ts';
 import { ModelProcess } from './embedded.ts';
-import { liveBeats, publishHead, type RedisLiveHead } from './heads.ts';
+import { liveBeats, RedisLiveHead } from './heads.ts';
+import { startModelsWorker } from './models.ts';
 import type { RunningRole } from './inference-worker.ts';
 
 const CURRENT = 'catdog:jobs:current';
@@ -191,26 +192,20 @@ export class QueuedJobs implements Jobs {
 }
 
 /**
- * The admin services of a distributed door: jobs on the queue, models in the registry (the
- * models folder must be on this machine too: a shared volume with the jobs machine) with the
- * active head published to every inference worker.
+ * The admin services of a distributed door: jobs on the jobs queue, model operations on the
+ * models queue (both run by the jobs worker, where the registry and the training data are: the
+ * door needs neither on its machine).
  */
-export async function distributedAdmin(o: { config: Config; store: Store; redis: Redis; live: RedisLiveHead; log: Log }): Promise<AdminServices> {
+export async function distributedAdmin(o: { config: Config; store: Store; redis: Redis; models: Models; log: Log }): Promise<AdminServices> {
   const url = o.config.scale.redisUrl!;
   const queue = new Queue<JobData>(JOBS_QUEUE, { connection: producerConnection(url) });
   queue.on('error', () => undefined);
   const events = new QueueEvents(JOBS_QUEUE, { connection: blockingConnection(url) });
   events.on('error', () => undefined);
   await queue.waitUntilReady();
-  // The first door up publishes the registry's active head if none is published yet.
-  const registry = new Registry(o.config.model.registryDir);
-  const active = registry.readActiveState().active;
-  if (active && (await publishHead(o.redis, await registry.loadModel(active), { onlyIfNone: true })))
-    o.log(`models: published the active model ${active} to the inference workers`);
-  await o.live.refresh();
   return {
     jobs: new QueuedJobs(o.store, o.redis, queue, events, o.log),
-    models: new ModelAdmin(o.live, registry),
+    models: o.models,
     progressIntervalMs: o.config.scale.jobProgressMs,
     tokenTtlMs: 14 * 60_000,
     background: new Set(),
@@ -386,11 +381,32 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
   });
   await worker.waitUntilReady();
   log(`jobs: the jobs worker takes ${JOBS_QUEUE} (one at a time), model process pid ${model.pid}`);
+
+  // The registry is here: the gateways' /model and Promote/Discard run here (src/scale/models.ts).
+  // A new head goes to every inference worker (Redis) and to this worker's own model process (/score).
+  const published = new RedisLiveHead(redis);
+  const live: LiveHead & { refresh(): Promise<void> } = {
+    get backbones() {
+      return published.backbones;
+    },
+    info: () => published.info(),
+    answering: () => published.answering(),
+    refresh: () => published.refresh(),
+    async setHead(head) {
+      await published.setHead(head);
+      await model.setHead(head).then(
+        () => log(`models: the jobs worker's model process now scores with ${model.info().model}`),
+        (err) => log(`models: the jobs worker's model process keeps its head: ${err instanceof Error ? err.message : String(err)}`),
+      );
+    },
+  };
+  const modelsWorker = await startModelsWorker({ redisUrl: url, redis, registry: new Registry(config.model.registryDir), live, log });
   return {
     name: 'jobs',
     async close() {
       clearInterval(beats);
       await runner.shutdown(); // a running job stops within one batch and is recorded interrupted
+      await modelsWorker.close();
       await worker.close();
       await redis.del(`${JOBS_WORKER_KEY_PREFIX}${name}`).catch(() => undefined);
       await sub.quit().catch(() => undefined);

@@ -32,7 +32,9 @@ beforeAll(async () => {
   url = `redis://127.0.0.1:${port}`;
   inspect = new Redis(url, { maxRetriesPerRequest: null });
   inspect.on('error', () => undefined);
-  queue = new Queue(CLASSIFY_QUEUE, { connection: new Redis(url, { maxRetriesPerRequest: null }) });
+  const connection = new Redis(url, { maxRetriesPerRequest: null });
+  connection.on('error', () => undefined);
+  queue = new Queue(CLASSIFY_QUEUE, { connection });
   queue.on('error', () => undefined);
 }, 60_000);
 

@@ -3,11 +3,12 @@
  * noeviction) on a free port, the fake Discord with one guild on each of 2 shards, the gateway
  * (a ShardingManager with 2 shard processes), 2 inference workers (1 thread each) and 1 jobs
  * worker, each a real process started as `npm run start:<role>` would, with the REAL ResNet50.
+ * The gateway is given a registry folder of its own: the model registry is the jobs worker's.
  *
  * Faults are made deterministic by stopping a worker's model process (SIGSTOP) so a photo is
  * provably in its hands, then killing the worker (SIGKILL). Every wait is bounded.
  */
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +45,7 @@ let store: Store;
 let photos: Buffer[];
 let registry: Registry;
 const readActiveState = () => registry.readActiveState();
+const gatewayRegistry = () => join(root, 'gateway-registry');
 
 function start(role: string, extra: Record<string, string> = {}): Proc {
   const p = runTs('src/scale/start.ts', [role], { ...env, ...extra }, root);
@@ -149,7 +151,8 @@ beforeAll(async () => {
   inference.push(await startInference());
   jobsWorker = start('jobs');
   await jobsWorker.line(/catdog jobs is ready/, 90_000);
-  gateway = start('gateway');
+  // The gateway has a registry folder of its own that nobody writes: model operations run on the jobs worker.
+  gateway = start('gateway', { CATDOG_REGISTRY_DIR: gatewayRegistry() });
   await gateway.line(/catdog gateway is ready/, 90_000);
   await until('both shards connected', async () => fake.shardCount === 2 && fake.connected && fake.identifies.length >= 2, 30_000);
 }, 300_000);
@@ -339,6 +342,10 @@ describe.skipIf(!ready)('distributed: 2 gateway shards, 2 inference workers, 1 j
     for (const a of answers) expect(title(a)).toMatch(/ · photo\d+\.jpg$/); // none failed
     const models = answers.map((a) => a.body.embeds[0].footer.text as string);
     expect(models.at(-1)).toBe(`model: ${newModel}`);
+    // The promotion was made in the jobs worker's registry; the gateway's own folder was never needed.
+    expect(existsSync(gatewayRegistry())).toBe(false);
+    // ... and the jobs worker's own model process took the head too (a /score now scores with it).
+    await jobsWorker.line(new RegExp(`models: the jobs worker's model process now scores with ${newModel.replace(/\./g, '\\.')}$`), 10_000);
     // /model lists what each worker answers with.
     const show = fake.slashCommand('model', { user: alice, options: [{ name: 'show', type: 1 }] });
     const shown = (await answerOf(show.token)).body.embeds[0];
