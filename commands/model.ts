@@ -39,6 +39,15 @@ export const model = chatCommand({
     }
     const { registry, live, previous, workers } = await models.active();
     const embed = modelEmbed(registry, live, previous);
+    const jobsWorkers = await adminServices(services).jobs.workers?.();
+    if (jobsWorkers) {
+      // Distributed: whether each jobs worker can read its training data (a /retrain there would fail otherwise).
+      const value =
+        jobsWorkers
+          .map((w) => `\`${w.name}\` → ${w.trainDataProblems.length ? `⚠️ /retrain would fail: ${w.trainDataProblems.join('; ')}` : 'training data ✅'}`)
+          .join('\n') || 'none alive (a /retrain waits for one)';
+      embed.fields = [...(embed.fields ?? []), { name: `Jobs workers (${jobsWorkers.length})`, value: value.slice(0, 1024) }];
+    }
     if (workers) {
       // Distributed: what each inference worker answers with (they swap within seconds of a promotion).
       const value = workers.map((w) => `\`${w.name}\` → \`${w.model ?? 'no head'}\``).join('\n') || 'none alive';

@@ -3,6 +3,7 @@
  * in a single ConfigError (so a person fixes their .env in one go, not one value per restart).
  * `.env.example` documents every variable read here.
  */
+import { availableParallelism } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { ConfigError } from './errors.ts';
 import { BACKBONES } from './model/backbones/index.ts';
@@ -99,6 +100,17 @@ export interface ScaleConfig {
   jobProgressMs: number;
   /** How long a worker's lock on a job lasts without renewal; a killed worker's job is retried after it (WORKER_LOCK_SECONDS). */
   workerLockMs: number;
+  /** Model processes (one BullMQ worker and one set of ONNX sessions each) the inference role runs on this machine (INFERENCE_PROCESSES, default 1). */
+  inferenceProcesses: number;
+  /** ONNX Runtime threads of each of them: CATDOG_THREADS when set, else threadsPerProcess(cores, inferenceProcesses). */
+  inferenceThreads: number;
+  /** The cores this process may use (os.availableParallelism()). */
+  cores: number;
+}
+
+/** Threads for each of `processes` model processes sharing `cores`, so processes × threads ≤ cores: floor(cores / processes), at least 1. */
+export function threadsPerProcess(cores: number, processes: number): number {
+  return Math.max(1, Math.floor(cores / Math.max(1, processes)));
 }
 
 export const DEFAULT_ATTACHMENT_HOSTS = ['cdn.discordapp.com', 'media.discordapp.net'] as const;
@@ -336,9 +348,10 @@ export function processEnv(): Env {
 
 /**
  * Reads the configuration from `env` (normally process.env after dotenv). Relative paths are
- * resolved against `cwd`. Throws ConfigError listing every problem found.
+ * resolved against `cwd`; `cores` is this machine's (what the inference role's threads are cut
+ * from). Throws ConfigError listing every problem found.
  */
-export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config {
+export function loadConfig(env: Env = process.env, cwd = process.cwd(), cores = availableParallelism()): Config {
   const r = new Reader(env);
   const dataDir = r.path('DATA_DIR', cwd) ?? resolve(cwd, 'data');
   const config: Config = {
@@ -397,8 +410,12 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd()): Config 
       classifyDeadlineMs: r.int('CLASSIFY_DEADLINE_SECONDS', 60, 1, 3600, 'a number of seconds') * 1000,
       jobProgressMs: r.int('JOB_PROGRESS_MS', 5000, 100, 600_000, 'a number of milliseconds'),
       workerLockMs: r.int('WORKER_LOCK_SECONDS', 30, 1, 3600, 'a number of seconds') * 1000,
+      inferenceProcesses: r.int('INFERENCE_PROCESSES', 1, 1, 256, 'a number of model processes'),
+      inferenceThreads: 1,
+      cores,
     },
   };
+  config.scale.inferenceThreads = config.model.threads ?? threadsPerProcess(cores, config.scale.inferenceProcesses);
   if (config.scale.role !== 'embedded' && !config.scale.redisUrl) {
     r.problems.push(`CATDOG_ROLE=${config.scale.role} needs REDIS_URL (redis://host:port): the roles share their queues and state through Redis.`);
   }

@@ -5,7 +5,7 @@
 import type { Config } from '../config.ts';
 import type { RateLimiter } from '../rate-limit.ts';
 import type { Admins } from './admin.ts';
-import type { ModelAdmin } from '../jobs/models.ts';
+import type { Models } from '../jobs/models.ts';
 import type { Jobs } from '../jobs/runner.ts';
 import type { ClassifyDoor, WorkGate } from '../queue.ts';
 import type { Store } from '../store/index.ts';
@@ -36,7 +36,7 @@ export interface AdminServices {
    * not the interaction's token, which expires after 15 min); the door posts it and says where.
    */
   jobMessages?: { attach(jobId: string, message: { channelId: string; messageId: string }): Promise<void> };
-  models: ModelAdmin;
+  models: Models;
   /** Least time between two edits of a job's progress message (default 5 s). */
   progressIntervalMs: number;
   /** How long an interaction's token may be used to edit its reply (Discord: 15 min); then the channel message is edited. */

@@ -47,6 +47,26 @@ export function modelView(id: string, head: HeadFile, active: boolean): ModelVie
   };
 }
 
+/** What /model show tells: the registry's active model, the head answering, the one before, and (distributed) each inference worker's. */
+export interface ActiveModels {
+  registry: ModelView | null;
+  live: string | null;
+  previous: string | null;
+  workers: { name: string; model: string | null }[] | null;
+}
+
+/**
+ * The model operations the admin commands use: ModelAdmin, where the registry is on this machine,
+ * or (distributed, src/scale/models.ts) the same operations run by the jobs worker, where it is.
+ */
+export interface Models {
+  active(): Promise<ActiveModels>;
+  list(): Promise<ModelView[]>;
+  promote(id: string): Promise<{ previous: string | null }>;
+  rollback(): Promise<{ from: string | null; to: string }>;
+  discard(id: string): Promise<void>;
+}
+
 /**
  * What answers with the active head: the in-process Classifier, the embedded model process
  * (src/scale/embedded.ts) or, distributed, every inference worker through Redis (src/scale).
@@ -61,7 +81,7 @@ export interface LiveHead {
   answering?(): Promise<{ name: string; model: string | null }[]>;
 }
 
-export class ModelAdmin {
+export class ModelAdmin implements Models {
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -76,7 +96,7 @@ export class ModelAdmin {
   }
 
   /** The active model per the registry, and the head the classifier answers with now. */
-  async active(): Promise<{ registry: ModelView | null; live: string | null; previous: string | null; workers: { name: string; model: string | null }[] | null }> {
+  async active(): Promise<ActiveModels> {
     const state = this.registry.readActiveState();
     const registry = state.active ? modelView(state.active, (await this.registry.loadModel(state.active)).file, true) : null;
     const workers = this.classifier.answering ? await this.classifier.answering() : null;

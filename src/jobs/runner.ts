@@ -89,6 +89,15 @@ export interface Jobs {
   /** Cancels the running (or waiting) job `id`; false when it is not running. */
   cancel(id: string, by: JobUser): boolean | Promise<boolean>;
   shutdown(): Promise<void>;
+  /** Distributed: the jobs workers alive and what stops a retrain on each (empty: nothing). */
+  workers?(): Promise<JobsWorkerStatus[]>;
+}
+
+export interface JobsWorkerStatus {
+  name: string;
+  host: string;
+  /** Why a retrain would fail there (TRAIN_DATA missing, unreadable, not a zip); empty when it can read it all. */
+  trainDataProblems: string[];
 }
 
 export interface JobRunnerOptions {

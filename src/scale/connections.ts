@@ -11,11 +11,15 @@ import { Redis } from 'ioredis';
 
 export const CLASSIFY_QUEUE = 'catdog-classify';
 export const JOBS_QUEUE = 'catdog-jobs';
+/** Model registry operations asked by the gateways, run by the jobs worker where the registry is (src/scale/models.ts). */
+export const MODELS_QUEUE = 'catdog-models';
 /** The published head: `catdog:head` holds {id, file}; `catdog:head` is also the channel that says it changed. */
 export const HEAD_KEY = 'catdog:head';
 export const HEAD_CHANNEL = 'catdog:head';
 /** Per inference worker: what it answers with, refreshed every few seconds (expires when it dies). */
 export const WORKER_KEY_PREFIX = 'catdog:inference:';
+/** Per jobs worker: whether it can read its training data, refreshed every few seconds (expires when it dies). */
+export const JOBS_WORKER_KEY_PREFIX = 'catdog:jobs-worker:';
 
 export function blockingConnection(url: string): Redis {
   const r = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy: (n) => Math.min(200 * n, 2000) });

@@ -13,9 +13,10 @@ import { Store } from '../store/index.ts';
 import { Metrics } from '../metrics.ts';
 import { startWeb } from '../web/server.ts';
 import { blockingConnection, CLASSIFY_QUEUE } from './connections.ts';
-import { liveWorkers, RedisLiveHead } from './heads.ts';
+import { liveWorkers } from './heads.ts';
 import type { RunningRole } from './inference-worker.ts';
 import { distributedAdmin } from './jobs.ts';
+import { QueuedModels } from './models.ts';
 import { RemoteClassifier } from './remote.ts';
 
 async function remoteClassifier(config: Config): Promise<RemoteClassifier> {
@@ -28,9 +29,7 @@ export async function startGateway(config: Config, log: Log): Promise<RunningRol
   const store = await Store.open(config.store, log);
   const remote = await remoteClassifier(config);
   const redis = blockingConnection(config.scale.redisUrl!);
-  const live = new RedisLiveHead(redis);
-  await live.refresh();
-  const refresh = setInterval(() => void live.refresh().catch(() => undefined), 3000);
+  const models = await QueuedModels.open(config.scale.redisUrl!);
   const gate = new WorkGate();
   const metrics = new Metrics();
   const abort = new AbortController();
@@ -45,7 +44,7 @@ export async function startGateway(config: Config, log: Log): Promise<RunningRol
     // One bucket per user in Redis, whichever shard sees the request.
     userRate: store.rateLimiter(config.rate, 'rate:user:'),
   };
-  services.admin = await distributedAdmin({ config, store, redis, live, log });
+  services.admin = await distributedAdmin({ config, store, redis, models, log });
   const bot = new Bot(services, commands, abort.signal);
   metrics.watchDiscord(() => bot.connected);
   await bot.start(config.discord.token);
@@ -54,11 +53,11 @@ export async function startGateway(config: Config, log: Log): Promise<RunningRol
   return {
     name: `gateway ${shards}`,
     async close() {
-      clearInterval(refresh);
       await gate.close();
       await bot.settled();
       await bot.stop();
       await services.admin?.jobs.shutdown();
+      await models.close();
       await remote.close();
       await redis.quit().catch(() => undefined);
       await store.close();

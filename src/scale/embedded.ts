@@ -168,6 +168,11 @@ export class ModelProcess {
     return this.current.backbones;
   }
 
+  /** ONNX Runtime threads the child's sessions were made with (null: ONNX Runtime's default for this machine). */
+  get threads(): number | null {
+    return this.current.threads;
+  }
+
   /** Swaps the child's head (promotion, rollback); resolves once the child answers with it. */
   async setHead(head: Head | null): Promise<void> {
     if (head) head.checkBackbones(this.backbones);

@@ -41,12 +41,12 @@ export interface WorkerBeat {
   at: string;
 }
 
-/** The inference workers alive now (their heartbeats), by name. */
-export async function liveWorkers(redis: Redis): Promise<WorkerBeat[]> {
+/** The heartbeats under `prefix` alive now (each expires when its process dies), by name. */
+export async function liveBeats<T extends { name: string }>(redis: Redis, prefix: string): Promise<T[]> {
   const keys: string[] = [];
   let cursor = '0';
   do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', `${WORKER_KEY_PREFIX}*`, 'COUNT', 100);
+    const [next, found] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 100);
     cursor = next;
     keys.push(...found);
   } while (cursor !== '0');
@@ -54,8 +54,13 @@ export async function liveWorkers(redis: Redis): Promise<WorkerBeat[]> {
   const values = await redis.mget(...keys);
   return values
     .filter((v): v is string => v !== null)
-    .map((v) => JSON.parse(v) as WorkerBeat)
+    .map((v) => JSON.parse(v) as T)
     .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** The inference workers alive now (their heartbeats), by name. */
+export function liveWorkers(redis: Redis): Promise<WorkerBeat[]> {
+  return liveBeats<WorkerBeat>(redis, WORKER_KEY_PREFIX);
 }
 
 /**

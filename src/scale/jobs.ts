@@ -16,6 +16,7 @@
  *   worker (the same one restarted, or another), which runs it again under the same record
  *   (attempt 2), reusing the feature cache; the active model is never touched by a retrain.
  */
+import { hostname } from 'node:os';
 import { Queue, QueueEvents, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { REST, Routes } from 'discord.js';
@@ -23,14 +24,16 @@ import { finalPayload, progressPayload, type MessagePayload } from '../bot/job-m
 import type { AdminServices, Log } from '../bot/services.ts';
 import { Throttle } from '../bot/throttle.ts';
 import type { Config, Env } from '../config.ts';
-import { ModelAdmin } from '../jobs/models.ts';
-import { JobBusy, JobRunner, JobStateError, type Jobs, type JobWatcher, type StartedJob } from '../jobs/runner.ts';
+import type { LiveHead, Models } from '../jobs/models.ts';
+import { JobBusy, JobDataMissing, JobRunner, JobStateError, type Jobs, type JobsWorkerStatus, type JobWatcher, type StartedJob } from '../jobs/runner.ts';
 import { type JobDecision, type JobParams, type JobRecord, type JobStatus, type JobUser, newJobRecord } from '../jobs/types.ts';
+import { trainDataProblems } from '../jobs/work.ts';
 import { Registry } from '../model/registry.ts';
 import { Store } from '../store/index.ts';
-import { blockingConnection, JOBS_QUEUE, producerConnection } from './connections.ts';
+import { blockingConnection, JOBS_QUEUE, JOBS_WORKER_KEY_PREFIX, producerConnection } from './connections.ts';
 import { ModelProcess } from './embedded.ts';
-import { publishHead, type RedisLiveHead } from './heads.ts';
+import { liveBeats, RedisLiveHead } from './heads.ts';
+import { startModelsWorker } from './models.ts';
 import type { RunningRole } from './inference-worker.ts';
 
 const CURRENT = 'catdog:jobs:current';
@@ -43,6 +46,22 @@ const FINISHED: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'cancel
 
 interface JobData {
   recordId: string;
+}
+
+const BEAT_MS = 2000;
+
+/** A jobs worker's heartbeat in Redis (`catdog:jobs-worker:<name>`, expires when it dies). */
+interface JobsWorkerBeat extends JobsWorkerStatus {
+  pid: number;
+  sources: string[];
+  at: string;
+}
+
+/** Why a retrain started now would fail on every live jobs worker, or null when one can run it (or none is alive yet: the job waits for one). */
+function retrainRefusal(workers: JobsWorkerStatus[]): string | null {
+  if (!workers.length || workers.some((w) => !w.trainDataProblems.length)) return null;
+  const w = workers[0]!;
+  return `The jobs worker${workers.length > 1 ? 's' : ''} cannot use ${workers.length > 1 ? 'their' : 'its'} training data, so a retrain would fail: ${w.trainDataProblems.join('; ')} (TRAIN_DATA on ${w.host}, ${w.name}). Nothing was started; fix TRAIN_DATA on the jobs machine (it is checked every few seconds) and try again.`;
 }
 
 /** The doors' side: the Jobs the commands use, on the jobs queue. */
@@ -116,7 +135,14 @@ export class QueuedJobs implements Jobs {
     }
   }
 
+  async workers(): Promise<JobsWorkerStatus[]> {
+    return (await liveBeats<JobsWorkerBeat>(this.redis, JOBS_WORKER_KEY_PREFIX)).map((b) => ({ name: b.name, host: b.host, trainDataProblems: b.trainDataProblems }));
+  }
+
   async start(params: JobParams, by: JobUser, _watch?: JobWatcher): Promise<StartedJob> {
+    // Refused here, at once, rather than as a failed job after the queue hop.
+    const refusal = params.kind === 'retrain' ? retrainRefusal(await this.workers()) : null;
+    if (refusal) throw new JobDataMissing(refusal);
     await this.claim();
     let record: JobRecord;
     try {
@@ -166,26 +192,20 @@ export class QueuedJobs implements Jobs {
 }
 
 /**
- * The admin services of a distributed door: jobs on the queue, models in the registry (the
- * models folder must be on this machine too: a shared volume with the jobs machine) with the
- * active head published to every inference worker.
+ * The admin services of a distributed door: jobs on the jobs queue, model operations on the
+ * models queue (both run by the jobs worker, where the registry and the training data are: the
+ * door needs neither on its machine).
  */
-export async function distributedAdmin(o: { config: Config; store: Store; redis: Redis; live: RedisLiveHead; log: Log }): Promise<AdminServices> {
+export async function distributedAdmin(o: { config: Config; store: Store; redis: Redis; models: Models; log: Log }): Promise<AdminServices> {
   const url = o.config.scale.redisUrl!;
   const queue = new Queue<JobData>(JOBS_QUEUE, { connection: producerConnection(url) });
   queue.on('error', () => undefined);
   const events = new QueueEvents(JOBS_QUEUE, { connection: blockingConnection(url) });
   events.on('error', () => undefined);
   await queue.waitUntilReady();
-  // The first door up publishes the registry's active head if none is published yet.
-  const registry = new Registry(o.config.model.registryDir);
-  const active = registry.readActiveState().active;
-  if (active && (await publishHead(o.redis, await registry.loadModel(active), { onlyIfNone: true })))
-    o.log(`models: published the active model ${active} to the inference workers`);
-  await o.live.refresh();
   return {
     jobs: new QueuedJobs(o.store, o.redis, queue, events, o.log),
-    models: new ModelAdmin(o.live, registry),
+    models: o.models,
     progressIntervalMs: o.config.scale.jobProgressMs,
     tokenTtlMs: 14 * 60_000,
     background: new Set(),
@@ -282,6 +302,24 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
   });
   await sub.subscribe(CANCEL_CHANNEL);
 
+  // Whether this machine can read TRAIN_DATA: said at startup, in Redis for the doors (a /retrain
+  // that would fail is refused at once, /model shows it), and checked again every few seconds.
+  const name = `jobs@${hostname()}:${process.pid}`;
+  let lastProblems: string | null = null;
+  const beat = async () => {
+    const problems = trainDataProblems(config.data.train);
+    const said = problems.join('; ');
+    if (said !== lastProblems) {
+      if (problems.length) log(`jobs: warning: /retrain will fail on this machine: ${said} (TRAIN_DATA)`);
+      else if (lastProblems !== null) log('jobs: the training data can be read now (TRAIN_DATA)');
+      lastProblems = said;
+    }
+    const b: JobsWorkerBeat = { name, host: hostname(), pid: process.pid, sources: config.data.train, trainDataProblems: problems, at: new Date().toISOString() };
+    await redis.set(`${JOBS_WORKER_KEY_PREFIX}${name}`, JSON.stringify(b), 'PX', BEAT_MS * 5).catch(() => undefined);
+  };
+  await beat();
+  const beats = setInterval(() => void beat().catch(() => undefined), BEAT_MS);
+
   const worker = new Worker<JobData>(
     JOBS_QUEUE,
     async (job: Job<JobData>) => {
@@ -320,7 +358,7 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
     {
       connection: blockingConnection(url),
       concurrency: 1,
-      name: `jobs@${process.pid}`,
+      name,
       lockDuration: config.scale.workerLockMs,
       stalledInterval: config.scale.workerLockMs,
       maxStalledCount: 1,
@@ -343,11 +381,34 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
   });
   await worker.waitUntilReady();
   log(`jobs: the jobs worker takes ${JOBS_QUEUE} (one at a time), model process pid ${model.pid}`);
+
+  // The registry is here: the gateways' /model and Promote/Discard run here (src/scale/models.ts).
+  // A new head goes to every inference worker (Redis) and to this worker's own model process (/score).
+  const published = new RedisLiveHead(redis);
+  const live: LiveHead & { refresh(): Promise<void> } = {
+    get backbones() {
+      return published.backbones;
+    },
+    info: () => published.info(),
+    answering: () => published.answering(),
+    refresh: () => published.refresh(),
+    async setHead(head) {
+      await published.setHead(head);
+      await model.setHead(head).then(
+        () => log(`models: the jobs worker's model process now scores with ${model.info().model}`),
+        (err) => log(`models: the jobs worker's model process keeps its head: ${err instanceof Error ? err.message : String(err)}`),
+      );
+    },
+  };
+  const modelsWorker = await startModelsWorker({ redisUrl: url, redis, registry: new Registry(config.model.registryDir), live, log });
   return {
     name: 'jobs',
     async close() {
+      clearInterval(beats);
       await runner.shutdown(); // a running job stops within one batch and is recorded interrupted
+      await modelsWorker.close();
       await worker.close();
+      await redis.del(`${JOBS_WORKER_KEY_PREFIX}${name}`).catch(() => undefined);
       await sub.quit().catch(() => undefined);
       await redis.quit().catch(() => undefined);
       await store.close();

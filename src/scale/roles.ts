@@ -1,6 +1,6 @@
 /**
  * `npm run start:<role>` (or CATDOG_ROLE=<role> npm start): one role of a deployment on Redis.
- * gateway — discord.js; with SHARD_COUNT > 1 a ShardingManager, one process per shard, each
+ * gateway — discord.js; with SHARD_COUNT > 1 (or auto, asked of Discord through DISCORD_API_URL) a ShardingManager, one process per shard, each
  *           running the gateway (src/scale/shard.ts); defers, checks the per-user rate limit, enqueues.
  * inference — a BullMQ worker on catdog-classify with the model in a child process.
  * jobs    — the BullMQ worker of /retrain and /score, and the notifier of their messages.
@@ -14,6 +14,7 @@ import { startGateway, startWebRole } from './doors.ts';
 import { tsExecArgv } from './fork.ts';
 import { startInferenceWorker, type RunningRole } from './inference-worker.ts';
 import { startJobsWorker } from './jobs.ts';
+import { resolveShards, type ShardPlan } from './shard-count.ts';
 
 const SHARD = fileURLToPath(new URL('./shard.ts', import.meta.url));
 
@@ -24,8 +25,9 @@ const SHARD = fileURLToPath(new URL('./shard.ts', import.meta.url));
  * discord-hybrid-sharding's clusters (many shards per process) pay off past dozens of shards,
  * where a process per shard costs too much memory; catdog is far from that.
  */
-async function startShardManager(config: Config, log: Log): Promise<RunningRole> {
-  const total = config.scale.shards;
+async function startShardManager(config: Config, plan: ShardPlan, log: Log): Promise<RunningRole> {
+  // Always an explicit number: 'auto' here would make discord.js ask discord.com itself, past DISCORD_API_URL.
+  const total = plan.total;
   const manager = new ShardingManager(SHARD, {
     token: config.discord.token!,
     totalShards: total,
@@ -37,7 +39,7 @@ async function startShardManager(config: Config, log: Log): Promise<RunningRole>
     log(`gateway: shard ${shard.id} starting (pid ${shard.process?.pid ?? '?'})`);
     shard.on('death', () => log(`gateway: shard ${shard.id} died; discord.js starts it again`));
   });
-  await manager.spawn({ amount: total, delay: config.scale.shardSpawnDelayMs, timeout: 120_000 });
+  await manager.spawn({ amount: total, delay: plan.spawnDelayMs, timeout: 120_000 });
   log(`gateway: ${manager.shards.size} shard process(es) up`);
   return {
     name: `gateway manager (${manager.shards.size} shards)`,
@@ -61,8 +63,10 @@ async function startShardManager(config: Config, log: Log): Promise<RunningRole>
 
 export async function startRole(role: Role, config: Config, env: Env, log: Log): Promise<RunningRole> {
   switch (role) {
-    case 'gateway':
-      return config.scale.shards !== 1 ? startShardManager(config, log) : startGateway(config, log);
+    case 'gateway': {
+      const plan = await resolveShards(config, log);
+      return plan.total !== 1 ? startShardManager(config, plan, log) : startGateway(config, log);
+    }
     case 'inference':
       return startInferenceWorker(config, env, log);
     case 'jobs':

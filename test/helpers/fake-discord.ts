@@ -116,6 +116,27 @@ export interface FakeDiscordOptions {
   heartbeatIntervalMs?: number;
   /** Intent bits this application is not allowed (IDENTIFY with any of them: close 4014, like Discord). */
   disallowedIntents?: number;
+  /** What GET /gateway/bot recommends (`shards`, default 1) and its session start limit. */
+  recommendedShards?: number;
+  sessionStartLimit?: Partial<SessionStartLimit>;
+}
+
+export interface SessionStartLimit {
+  total: number;
+  remaining: number;
+  reset_after: number;
+  max_concurrency: number;
+}
+
+/** A guild whose id routes it to `shard` of `count`: (id >> 22) % count. */
+export function guildOnShard(shard: number, name: string, count = 2): FakeGuild {
+  const id = (((1_000_000n * BigInt(count) + BigInt(shard)) << 22n) + 12345n).toString();
+  return {
+    id,
+    name,
+    channels: [{ id: `${id.slice(0, -3)}901`, name: 'general', type: 0 }],
+    everyonePermissions: DEFAULT_PERMISSIONS,
+  };
 }
 
 /**
@@ -148,6 +169,9 @@ export class FakeDiscord extends EventEmitter {
   readonly commands = new Map<string, any[]>();
   heartbeatIntervalMs: number;
   disallowedIntents: number;
+  /** GET /gateway/bot's `shards` and `session_start_limit` (a test may change them). */
+  recommendedShards: number;
+  sessionStartLimit: SessionStartLimit;
   /** The application's owner (GET /applications/@me); `team` set instead for a team-owned app. */
   owner: FakeUser = makeUser('owner');
   team: { id: string; name: string; ownerUserId: string; members: { user: FakeUser; state: 1 | 2; role: string }[] } | null = null;
@@ -168,6 +192,8 @@ export class FakeDiscord extends EventEmitter {
     this.setMaxListeners(100);
     this.heartbeatIntervalMs = options.heartbeatIntervalMs ?? 41_250;
     this.disallowedIntents = options.disallowedIntents ?? 0;
+    this.recommendedShards = options.recommendedShards ?? 1;
+    this.sessionStartLimit = { total: 1000, remaining: 999, reset_after: 60_000, max_concurrency: 1, ...options.sessionStartLimit };
     this.guilds = options.guilds ?? [
       {
         id: snowflake(),
@@ -373,8 +399,8 @@ export class FakeDiscord extends EventEmitter {
     if (m === 'GET' && path === '/gateway/bot') {
       return reply(200, {
         url: this.gatewayUrl,
-        shards: 1,
-        session_start_limit: { total: 1000, remaining: 999, reset_after: 60_000, max_concurrency: 1 },
+        shards: this.recommendedShards,
+        session_start_limit: { ...this.sessionStartLimit },
       });
     }
     if (m === 'GET' && path === '/users/@me') return reply(200, this.botUser);

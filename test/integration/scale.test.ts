@@ -3,11 +3,12 @@
  * noeviction) on a free port, the fake Discord with one guild on each of 2 shards, the gateway
  * (a ShardingManager with 2 shard processes), 2 inference workers (1 thread each) and 1 jobs
  * worker, each a real process started as `npm run start:<role>` would, with the REAL ResNet50.
+ * The gateway is given a registry folder of its own: the model registry is the jobs worker's.
  *
  * Faults are made deterministic by stopping a worker's model process (SIGSTOP) so a photo is
  * provably in its hands, then killing the worker (SIGKILL). Every wait is bounded.
  */
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/model/registry.ts';
 import { CLASSIFY_QUEUE, WORKER_KEY_PREFIX } from '../../src/scale/connections.ts';
 import { Store } from '../../src/store/index.ts';
-import { FakeDiscord, makeUser, DEFAULT_PERMISSIONS, type FakeGuild, type RecordedRequest } from '../helpers/fake-discord.ts';
+import { FakeDiscord, guildOnShard, makeUser, type FakeGuild, type RecordedRequest } from '../helpers/fake-discord.ts';
 import { freePort, redisServerBin, runTs, startRedis, stopProcess, type Proc } from '../helpers/processes.ts';
 import { repoRoot, requireShared } from '../helpers/shared.ts';
 import { copyPhotos, temporaryModelsDir, trainingNames } from '../helpers/training-photos.ts';
@@ -27,17 +28,6 @@ const ready = Boolean(trainZip && redisServerBin);
 if (!redisServerBin) console.warn('skipping the distributed test: no redis-server on PATH (apt-get install -y redis-server)');
 
 const alice = makeUser('alice');
-
-/** A guild whose id routes it to `shard` of 2: (id >> 22) % 2. */
-function guildOnShard(shard: number, name: string): FakeGuild {
-  const id = (((1_000_000n + BigInt(shard)) << 22n) + 12345n).toString();
-  return {
-    id,
-    name,
-    channels: [{ id: `${id.slice(0, -3)}901`, name: 'general', type: 0 }],
-    everyonePermissions: DEFAULT_PERMISSIONS,
-  };
-}
 
 let root: string;
 let fake: FakeDiscord;
@@ -55,6 +45,7 @@ let store: Store;
 let photos: Buffer[];
 let registry: Registry;
 const readActiveState = () => registry.readActiveState();
+const gatewayRegistry = () => join(root, 'gateway-registry');
 
 function start(role: string, extra: Record<string, string> = {}): Proc {
   const p = runTs('src/scale/start.ts', [role], { ...env, ...extra }, root);
@@ -160,7 +151,8 @@ beforeAll(async () => {
   inference.push(await startInference());
   jobsWorker = start('jobs');
   await jobsWorker.line(/catdog jobs is ready/, 90_000);
-  gateway = start('gateway');
+  // The gateway has a registry folder of its own that nobody writes: model operations run on the jobs worker.
+  gateway = start('gateway', { CATDOG_REGISTRY_DIR: gatewayRegistry() });
   await gateway.line(/catdog gateway is ready/, 90_000);
   await until('both shards connected', async () => fake.shardCount === 2 && fake.connected && fake.identifies.length >= 2, 30_000);
 }, 300_000);
@@ -350,6 +342,10 @@ describe.skipIf(!ready)('distributed: 2 gateway shards, 2 inference workers, 1 j
     for (const a of answers) expect(title(a)).toMatch(/ · photo\d+\.jpg$/); // none failed
     const models = answers.map((a) => a.body.embeds[0].footer.text as string);
     expect(models.at(-1)).toBe(`model: ${newModel}`);
+    // The promotion was made in the jobs worker's registry; the gateway's own folder was never needed.
+    expect(existsSync(gatewayRegistry())).toBe(false);
+    // ... and the jobs worker's own model process took the head too (a /score now scores with it).
+    await jobsWorker.line(new RegExp(`models: the jobs worker's model process now scores with ${newModel.replace(/\./g, '\\.')}$`), 10_000);
     // /model lists what each worker answers with.
     const show = fake.slashCommand('model', { user: alice, options: [{ name: 'show', type: 1 }] });
     const shown = (await answerOf(show.token)).body.embeds[0];

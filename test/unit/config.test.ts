@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.ts';
+import { loadConfig, threadsPerProcess } from '../../src/config.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { modelSettings } from '../../src/model/settings.ts';
 
@@ -172,6 +172,17 @@ describe('config', () => {
     expect(message).toContain('DISCORD_APP_ID must be a Discord id (digits only, e.g. 123456789012345678), got (a value that looks like a token; not shown).');
     // Another bot's token, not ours, in a wrong place: still hidden by its shape.
     expect(() => loadConfig({ DISCORD_GUILD_ID: 'NzkyNzE1NDU0MTk2MDg4ODQy.X-hvzA.Ovy4MCQywSkoMRRclStW4xAYK7I' })).toThrow(/got \(a value that looks like a token; not shown\)\./);
+  });
+
+  it("cuts the inference role's threads from the machine's cores: processes × threads ≤ cores, at least 1 each, unless CATDOG_THREADS says", () => {
+    expect([1, 2, 3, 4, 8, 9].map((p) => threadsPerProcess(8, p))).toEqual([8, 4, 2, 2, 1, 1]);
+    expect(threadsPerProcess(1, 1)).toBe(1);
+    const role = { CATDOG_ROLE: 'inference', REDIS_URL: 'redis://127.0.0.1:7' };
+    expect(loadConfig(role, '/srv', 16).scale).toMatchObject({ inferenceProcesses: 1, inferenceThreads: 16, cores: 16 });
+    expect(loadConfig({ ...role, INFERENCE_PROCESSES: '4' }, '/srv', 16).scale).toMatchObject({ inferenceProcesses: 4, inferenceThreads: 4 });
+    expect(loadConfig({ ...role, INFERENCE_PROCESSES: '3' }, '/srv', 2).scale).toMatchObject({ inferenceProcesses: 3, inferenceThreads: 1 });
+    expect(loadConfig({ ...role, INFERENCE_PROCESSES: '4', CATDOG_THREADS: '3' }, '/srv', 16).scale.inferenceThreads).toBe(3);
+    expect(() => loadConfig({ ...role, INFERENCE_PROCESSES: '0' }, '/srv', 16)).toThrow(/INFERENCE_PROCESSES must be a number of model processes \(a whole number from 1 to 256\), got "0"/);
   });
 
   it('needs a home server for admin roles', () => {

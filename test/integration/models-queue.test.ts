@@ -1,0 +1,102 @@
+/**
+ * Model operations asked by a gateway run where the registry lives, the jobs worker, as jobs on
+ * `catdog-models` (src/scale/models.ts): the asking side holds no registry at all. Our own
+ * redis-server; the registry a temporary copy of the shipped one (two models and a history).
+ */
+import type { ChildProcess } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Registry } from '../../src/model/registry.ts';
+import { HEAD_KEY } from '../../src/scale/connections.ts';
+import { RedisLiveHead } from '../../src/scale/heads.ts';
+import { QueuedModels, startModelsWorker } from '../../src/scale/models.ts';
+import { freePort, redisServerBin, startRedis, stopProcess } from '../helpers/processes.ts';
+import { repoRoot } from '../helpers/shared.ts';
+
+let root: string;
+let redisServer: ChildProcess | null = null;
+let url: string;
+let redis: Redis;
+let registry: Registry;
+let worker: { close(): Promise<void> } | null = null;
+let models: QueuedModels;
+const logs: string[] = [];
+const shipped = new Registry(join(repoRoot, 'models', 'registry')).readActiveState();
+const [older] = shipped.history.slice(-1);
+const newer = shipped.active!;
+
+beforeAll(async () => {
+  if (!redisServerBin) return;
+  root = mkdtempSync(join(tmpdir(), 'catdog-models-queue-'));
+  cpSync(join(repoRoot, 'models', 'registry'), join(root, 'registry'), { recursive: true });
+  registry = new Registry(join(root, 'registry'));
+  mkdirSync(join(root, 'redis'));
+  const port = await freePort();
+  redisServer = await startRedis(port, join(root, 'redis'));
+  url = `redis://127.0.0.1:${port}`;
+  redis = new Redis(url, { maxRetriesPerRequest: null });
+  redis.on('error', () => undefined);
+  worker = await startModelsWorker({ redisUrl: url, redis, registry, live: new RedisLiveHead(redis), log: (l) => logs.push(l) });
+  models = await QueuedModels.open(url);
+}, 60_000);
+
+afterAll(async () => {
+  await worker?.close();
+  await models?.close();
+  redis?.disconnect();
+  if (redisServer) await stopProcess(redisServer);
+  if (root) rmSync(root, { recursive: true, force: true });
+}, 60_000);
+
+const published = async () => JSON.parse((await redis.get(HEAD_KEY))!).id as string;
+
+describe.skipIf(!redisServerBin)('model operations on the jobs worker, through catdog-models', { timeout: 60_000 }, () => {
+  it('at startup the registry holder publishes the active head; show and list answer from its registry', async () => {
+    expect(older).toMatch(/^m-/);
+    expect(await published()).toBe(newer);
+    const active = await models.active();
+    expect(active).toMatchObject({ registry: { id: newer, active: true }, live: newer, previous: older, workers: [] });
+    expect((await models.list()).map((m) => [m.id, m.active])).toEqual(
+      (await registry.listModels()).map((m) => [m.id, m.active]).reverse(),
+    );
+  });
+
+  it('rollback and promote change the registry there and publish the head; errors keep their code', async () => {
+    expect(await models.rollback()).toEqual({ from: newer, to: older });
+    expect(registry.readActiveState().active).toBe(older);
+    expect(await published()).toBe(older);
+    await expect(models.rollback()).rejects.toMatchObject({ code: 'no_rollback' });
+
+    expect(await models.promote(newer)).toEqual({ previous: older });
+    expect(registry.readActiveState().active).toBe(newer);
+    expect(await published()).toBe(newer);
+  });
+
+  it('discard deletes a candidate there; the active model cannot be discarded', async () => {
+    const candidate = await registry.addModel((await registry.loadModel(older)).file);
+    expect((await registry.listModels()).some((m) => m.id === candidate)).toBe(true);
+    await models.discard(candidate);
+    expect((await registry.listModels()).some((m) => m.id === candidate)).toBe(false);
+    await expect(models.discard(newer)).rejects.toMatchObject({ code: 'model_active' });
+    expect(registry.readActiveState().active).toBe(newer);
+  });
+
+  it('with no jobs worker alive, the asker is told to try again within its deadline, and nothing is left queued', async () => {
+    await worker!.close();
+    worker = null;
+    const impatient = await QueuedModels.open(url, { deadlineMs: 1000 });
+    try {
+      await expect(impatient.rollback()).rejects.toMatchObject({
+        code: 'busy',
+        message: expect.stringMatching(/^No jobs worker answered within 1 s, and the model registry is kept by the jobs worker \(CATDOG_ROLE=jobs\)/),
+      });
+    } finally {
+      await impatient.close();
+    }
+    expect(registry.readActiveState().active).toBe(newer);
+    expect(await redis.llen('bull:catdog-models:wait')).toBe(0);
+  });
+});
