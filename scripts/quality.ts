@@ -4,7 +4,10 @@
  * with the step before it on the same photos (95% CI of the mean per-photo log-loss difference).
  *
  *   npx tsx scripts/quality.ts ../shared/data/dogs-vs-cats/train.zip ../shared/data/dogs-vs-cats/train-200px.zip \
- *     [--folds 5] [--views 224,224f,288,288f] [--mlp] [--seed-recipe] [--out data/reports/quality]
+ *     [--folds 5] [--views 224,224f,288,288f] [--mlp] [--stack] [--seed-recipe] [--out data/reports/quality]
+ *
+ * --stack adds H (the best head's OOF logit stacked with ResNet50's own ImageNet cat-vs-dog logit,
+ * cross-fitted) and I (a probability clip chosen out of fold).
  *
  * Prints one line per step and writes quality.json (every candidate's OOF metrics, overall and on
  * the 200 px photos, and the paired comparisons). test.zip is not read.
@@ -13,7 +16,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Classifier } from '../src/model/classifier.ts';
-import { isCatOrDogClass, topK } from '../src/model/imagenet.ts';
+import { imagenetDogLogit, isCatOrDogClass, topK } from '../src/model/imagenet.ts';
 import { parseViews, viewCode, viewName } from '../src/model/views.ts';
 import { loadConfig } from '../src/config.ts';
 import { openDataset } from '../src/train/dataset.ts';
@@ -33,7 +36,7 @@ import {
   type LinearSpec,
   type ViewData,
 } from '../src/train/cv.ts';
-import { defaultCacheDir, hashSamples, openFeatureStoreFor, viewData } from '../src/train/features.ts';
+import { defaultCacheDir, hashSamples, imagenetFromStore, openFeatureStoreFor, viewData } from '../src/train/features.ts';
 import { fitMlp } from '../src/train/mlp.ts';
 import { fitSeedRecipe } from '../src/train/fit.ts';
 import { catDogMass } from '../src/model/neither.ts';
@@ -90,23 +93,8 @@ const small = items.map((it, i) => (basename(it.sample.source).includes('200px')
 const probs224 = items.map((it) => store.imagenet!.get(it.hash, 0));
 const top10Flag = new Set(items.map((_, i) => i).filter((i) => probs224[i] && !topK(probs224[i]!, 10).some((g) => isCatOrDogClass(g.index))));
 const mass = items.map((_, i) => (probs224[i] ? catDogMass(probs224[i]!) : 1));
-/** ImageNet's own cat-vs-dog logit: log(dog classes' mass) − log(cat classes' mass), the mean over the non-mirrored views cached. */
-function imagenetDogLogit(i: number): number {
-  const codes = allViews.filter((x) => !x.flip).map(viewCode);
-  let s = 0;
-  let n = 0;
-  for (const c of codes) {
-    const pr = store.imagenet!.get(items[i]!.hash, c);
-    if (!pr) continue;
-    let dog = 0;
-    let cat = 0;
-    for (let k = 151; k <= 268; k++) dog += pr[k]!;
-    for (let k = 281; k <= 287; k++) cat += pr[k]!;
-    s += Math.log(dog + 1e-6) - Math.log(cat + 1e-6);
-    n++;
-  }
-  return n ? s / n : 0;
-}
+/** ImageNet's own cat-vs-dog logit over the non-mirrored views cached (imagenet.ts, as a stacked head computes it). */
+const imagenetDogLogitOf = (i: number): number => imagenetDogLogit(imagenetFromStore(store, items[i]!.hash, allViews));
 
 interface Row {
   name: string;
@@ -192,7 +180,7 @@ for (const kind of ['temperature', 'platt'] as const) {
 if (values.stack) {
   // H. Stacking, cross-fitted: the head's OOF logit with ImageNet's own cat-vs-dog logit (fc1000,
   // already computed for "neither"), P = sigmoid(a·z + c·z_imagenet + b).
-  const zi = Float64Array.from(items, (_, i) => imagenetDogLogit(i));
+  const zi = Float64Array.from(items, (_, i) => imagenetDogLogitOf(i));
   const zImg = record('H0. ImageNet cat-vs-dog logit alone (cross-fitted Platt)', crossFitStack([zi], data.y, folds), 0);
   void zImg;
   const h = record(`H. ${last.name.slice(0, 3)} stacked with the ImageNet cat-vs-dog logit (cross-fitted)`, crossFitStack([last.logits, zi], data.y, folds), 0, { l2: last.l2 });

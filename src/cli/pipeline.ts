@@ -210,6 +210,7 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
       'train-views': { type: 'string' },
       clean: { type: 'string' },
       calibration: { type: 'string' },
+      stack: { type: 'string' },
       neither: { type: 'string' },
       sample: { type: 'string' },
     },
@@ -224,7 +225,7 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
   const sources = positionals.length ? positionals : config.data.train;
   if (!sources.length) {
     err('usage: catdog train <source>... [--recipe auto|seed|logreg] [--flip auto|on|off] [--epochs 8] [--validation-split 0.2] [--seed 2018] [--l2 0.01,0.003] [--outliers FILE | --keep-outliers] [--promote [--force]]');
-    err('       catdog train <source>... --folds K [--views 224,224f,288] [--train-views 224,224f,288,288f] [--clean top10|mass[:0.01]|none] [--calibration auto|none|temperature|platt] [--neither top10|mass:T] [--sample N] [--l2 ...] [--promote [--force]]');
+    err('       catdog train <source>... --folds K [--views 224,224f,288] [--train-views 224,224f,288,288f] [--clean top10|mass[:0.01]|none] [--calibration auto|none|temperature|platt] [--stack auto|imagenet|none] [--neither top10|mass:T] [--sample N] [--l2 ...] [--promote [--force]]');
     return 2;
   }
   if (!['auto', 'seed', 'logreg'].includes(values.recipe!)) {
@@ -265,7 +266,7 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
       });
       if (r.cv) {
         const c = r.cv;
-        out(`model ${r.modelId}: logreg on views ${c.views.join('+')}, ${c.calibration} calibration; ${c.folds}-fold out-of-fold log loss ${r.chosen.fitted.valLoss.toFixed(4)}, accuracy ${(r.chosen.fitted.valAcc * 100).toFixed(2)}% over ${r.valCount} photos (trained on ${r.trainCount}, ${r.outliers} flagged)`);
+        out(`model ${r.modelId}: logreg on views ${c.views.join('+')}, ${c.calibration === 'stack' ? "stacked with ImageNet's cat-vs-dog logit" : `${c.calibration} calibration`}; ${c.folds}-fold out-of-fold log loss ${r.chosen.fitted.valLoss.toFixed(4)}, accuracy ${(r.chosen.fitted.valAcc * 100).toFixed(2)}% over ${r.valCount} photos (trained on ${r.trainCount}, ${r.outliers} flagged)`);
         out(`  baseline (logreg, 224+224f): OOF log loss ${c.baseline.logloss.toFixed(4)}, accuracy ${(c.baseline.accuracy * 100).toFixed(2)}%; paired: ${formatPaired(c.paired)}`);
       } else
       out(`model ${r.modelId}: ${r.chosen.recipe}${r.chosen.flip ? ' + flip averaging' : ''}, validation log loss ${r.chosen.fitted.valLoss.toFixed(4)}, accuracy ${(r.chosen.fitted.valAcc * 100).toFixed(2)}% (${r.trainCount} train / ${r.valCount} validation photos, ${r.outliers} outliers flagged)`);
@@ -285,7 +286,7 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
 }
 
 /** The cross-validation flags of `catdog train --folds K`. */
-export function cvOptions(v: { folds?: string; views?: string; 'train-views'?: string; clean?: string; calibration?: string; neither?: string }): CvOptions {
+export function cvOptions(v: { folds?: string; views?: string; 'train-views'?: string; clean?: string; calibration?: string; stack?: string; neither?: string }): CvOptions {
   const bad = (m: string) => new CatdogError('usage', m);
   const folds = Number(v.folds);
   if (!Number.isInteger(folds) || folds < 2 || folds > 50) throw bad(`--folds must be an integer from 2 to 50, not ${v.folds}`);
@@ -304,6 +305,10 @@ export function cvOptions(v: { folds?: string; views?: string; 'train-views'?: s
   if (v.calibration) {
     if (!['auto', 'none', 'temperature', 'platt'].includes(v.calibration)) throw bad(`--calibration must be auto, none, temperature or platt, not ${v.calibration}`);
     o.calibration = v.calibration as CvOptions['calibration'];
+  }
+  if (v.stack) {
+    if (!['auto', 'imagenet', 'none'].includes(v.stack)) throw bad(`--stack must be auto, imagenet or none, not ${v.stack}`);
+    o.stack = v.stack as CvOptions['stack'];
   }
   if (v.neither) {
     const [rule, t] = v.neither.split(':');

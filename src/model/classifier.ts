@@ -294,7 +294,7 @@ export class Classifier implements ImageClassifier {
     const t0 = performance.now();
     const f = await this.features(bytes, { views: head.views, signal: options.signal });
     const t1 = performance.now();
-    const dog = head.predict(f.fused);
+    const dog = head.predict(f.fused, f.imagenetViews);
     const headMs = performance.now() - t1;
     const top10 = this.imagenetGuesses(f.imagenet, NEITHER_TOP_K);
     const label = f.imagenetViews.length && isNeither(head.neither, f.imagenetViews, f.resnet224) ? 'neither' : dog >= 0.5 ? 'dog' : 'cat';

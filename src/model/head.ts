@@ -8,6 +8,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { ModelError } from '../errors.ts';
 import { BACKBONES, fusedWidth } from './backbones/index.ts';
+import { imagenetDogLogit } from './imagenet.ts';
 import { DEFAULT_NEITHER, validNeither, type NeitherRule } from './neither.ts';
 import type { BackboneName } from './types.ts';
 import { legacyViews, parseViews, type ViewSpec } from './views.ts';
@@ -43,6 +44,13 @@ export interface HeadFile {
   views?: string[];
   /** Calibration of the logit, fitted out of fold: P(dog) = sigmoid(a * (w·x + b) + b'). */
   calibration?: { kind: 'temperature' | 'platt'; a: number; b: number };
+  /**
+   * Stacking, fitted on out-of-fold logits (in place of `calibration`): P(dog) =
+   * sigmoid(head * (w·x + b) + imagenet * z_imagenet + bias), where z_imagenet is ResNet50's own
+   * cat-vs-dog logit (imagenet.ts `imagenetDogLogit`) over the unmirrored views. Needs ResNet50's
+   * ImageNet output.
+   */
+  stack?: { head: number; imagenet: number; bias: number };
   /** The "neither" rule shipped with this head (default: no cat or dog class in the top 10). */
   neither?: NeitherRule;
   /** What training recorded (recipe, metrics, sources…). */
@@ -112,8 +120,16 @@ export class Head {
     return this.file.neither ?? DEFAULT_NEITHER;
   }
 
-  /** The (calibrated) logit for one fused feature vector. */
-  logit(features: Float32Array): number {
+  /** Whether answering needs ResNet50's ImageNet output of the unmirrored views (a stacked head). */
+  get needsImagenet(): boolean {
+    return this.file.stack !== undefined;
+  }
+
+  /**
+   * The (calibrated or stacked) logit for one fused feature vector; `imagenetViews`: ResNet50's
+   * ImageNet probabilities of the unmirrored answer views, which a stacked head needs.
+   */
+  logit(features: Float32Array, imagenetViews?: readonly ArrayLike<number>[]): number {
     if (features.length !== this.kernel.length) {
       throw new ModelError('head_mismatch', `The head expects ${this.kernel.length} features, got ${features.length}.`);
     }
@@ -123,13 +139,20 @@ export class Head {
       const x = mean && invScale ? (features[i] - mean[i]) * invScale[i] : features[i];
       z += kernel[i] * x;
     }
+    const st = this.file.stack;
+    if (st) {
+      if (!imagenetViews?.length) {
+        throw new ModelError('no_imagenet_top', "This head stacks ResNet50's ImageNet cat-vs-dog logit with its own, but no ImageNet output came with the features.");
+      }
+      return st.head * z + st.imagenet * imagenetDogLogit(imagenetViews) + st.bias;
+    }
     const c = this.file.calibration;
     return c ? c.a * z + c.b : z;
   }
 
-  /** P(dog) for one fused feature vector. */
-  predict(features: Float32Array): number {
-    return sigmoid(this.logit(features));
+  /** P(dog) for one fused feature vector (and, for a stacked head, the ImageNet output of its unmirrored views). */
+  predict(features: Float32Array, imagenetViews?: readonly ArrayLike<number>[]): number {
+    return sigmoid(this.logit(features, imagenetViews));
   }
 
   /** fp32 or int8: the precision of the features this head was trained on. */
@@ -188,6 +211,8 @@ function validateHead(f: HeadFile): void {
     }
   }
   if (f.calibration && !(Number.isFinite(f.calibration.a) && Number.isFinite(f.calibration.b))) throw bad('calibration is not finite');
+  if (f.stack && ![f.stack.head, f.stack.imagenet, f.stack.bias].every(Number.isFinite)) throw bad('stack is not finite');
+  if (f.stack && f.calibration) throw bad('a head has calibration or stack, not both');
   if (f.neither && !validNeither(f.neither)) throw bad(`unknown or malformed neither rule ${JSON.stringify({ ...f.neither, centroids: undefined })}`);
 }
 

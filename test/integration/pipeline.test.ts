@@ -176,13 +176,44 @@ describe('training, promotion and scoring', () => {
     expect(cv.oof.n).toBe(48);
     expect(cv.pairedVsBaseline.n).toBe(48);
     expect(cv.pairedVsBaseline.lo).toBeLessThanOrEqual(cv.pairedVsBaseline.hi);
-    expect(['none', 'temperature', 'platt']).toContain(cv.calibration.chosen);
+    expect(['none', 'temperature', 'platt', 'stack']).toContain(cv.calibration.chosen);
     expect(r.chosen.fitted.valAcc).toBeGreaterThanOrEqual(0.85);
     const scorer = await Classifier.load({ model, head: registry.headPath(r.modelId) });
     try {
       const s = await score({ source: join(work, 'testset'), classifier: scorer, cacheDir, out: join(work, 'submission-cv.csv'), labels: join(work, 'testset', 'labels.csv') });
       expect(s.n).toBe(10);
       expect(s.accuracy).toBeGreaterThanOrEqual(0.8);
+    } finally {
+      await scorer.close();
+    }
+  });
+
+  it('--stack imagenet: the head stacks ResNet50\'s cat-vs-dog logit, and scoring from the cache answers exactly as classifying the photo does', async (ctx) => {
+    if (!ready) return ctx.skip();
+    const cacheDir = join(work, 'cache-train');
+    const r = await train({
+      sources: [join(work, 'slice')],
+      classifier: classifier!,
+      cacheDir,
+      registry,
+      outDir: join(work, 'reports-stack'),
+      l2: [0.01],
+      cv: { folds: 3, views: parseViews('224,224f,288'), stack: 'imagenet' },
+    });
+    expect(r.cv?.calibration).toBe('stack');
+    expect(r.head.stack).toBeDefined();
+    expect(r.head.calibration).toBeUndefined();
+    const cv = r.head.meta!.cv as { calibration: { chosen: string; crossFitted: Record<string, number> } };
+    expect(cv.calibration.chosen).toBe('stack');
+    expect(cv.calibration.crossFitted.stack).toBeGreaterThan(0);
+    const scorer = await Classifier.load({ model, head: registry.headPath(r.modelId) });
+    try {
+      const s = await score({ source: join(work, 'testset'), classifier: scorer, cacheDir, out: join(work, 'submission-stack.csv') });
+      expect(s.n).toBe(10);
+      for (const row of s.rows.slice(0, 3)) {
+        const answer = await scorer.classify(readFileSync(join(testDir, `${row.id}.jpg`)));
+        expect(answer.dog).toBeCloseTo(row.dog, 5);
+      }
     } finally {
       await scorer.close();
     }

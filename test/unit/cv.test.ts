@@ -4,14 +4,18 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cvOptions } from '../../src/cli/pipeline.ts';
 import { Head, HEAD_FORMAT, type HeadFile } from '../../src/model/head.ts';
-import { CAT_CLASSES, DOG_CLASSES } from '../../src/model/imagenet.ts';
+import { CAT_CLASSES, DOG_CLASSES, imagenetDogLogit } from '../../src/model/imagenet.ts';
 import { catDogMass, centroidSimilarity, isNeither, validNeither } from '../../src/model/neither.ts';
 import { legacyViews, parseView, parseViews, viewCode, viewFromCode, viewName } from '../../src/model/views.ts';
 import { rng } from '../../src/model/weights/generate.ts';
 import {
   assignFolds,
+  applyStack,
+  bestClip,
   crossFitCalibration,
+  crossFitStack,
   fitCalibration,
+  fitStack,
   metricsOf,
   oofLinear,
   pairedCompare,
@@ -228,6 +232,70 @@ describe('head with views, calibration and a neither rule', () => {
   });
 });
 
+describe('stacking with ImageNet\'s cat-vs-dog logit', () => {
+  const base = (over: Partial<HeadFile>): HeadFile => ({
+    format: HEAD_FORMAT,
+    backbones: ['resnet50'],
+    featureSize: 2048,
+    kernel: Array.from({ length: 2048 }, (_, i) => (i === 0 ? 1 : 0)),
+    bias: 0.5,
+    ...over,
+  });
+  const probs = (dog: number, cat: number) => {
+    const p = new Float32Array(1000).fill((1 - dog - cat) / (1000 - 125));
+    for (let k = DOG_CLASSES.first; k <= DOG_CLASSES.last; k++) p[k] = dog / 118;
+    for (let k = CAT_CLASSES.first; k <= CAT_CLASSES.last; k++) p[k] = cat / 7;
+    return p;
+  };
+
+  it('is log(dog mass) − log(cat mass), averaged over the views', () => {
+    expect(imagenetDogLogit([probs(0.9, 0.05)])).toBeCloseTo(Math.log(0.9 + 1e-6) - Math.log(0.05 + 1e-6), 5);
+    const two = imagenetDogLogit([probs(0.9, 0.05), probs(0.2, 0.7)]);
+    expect(two).toBeCloseTo((imagenetDogLogit([probs(0.9, 0.05)]) + imagenetDogLogit([probs(0.2, 0.7)])) / 2, 6);
+    expect(imagenetDogLogit([])).toBe(0);
+  });
+
+  it('a stacked head adds it to its own logit, and refuses to answer without the ImageNet output', () => {
+    const h = new Head(base({ stack: { head: 0.8, imagenet: 0.3, bias: -0.1 } }));
+    const x = new Float32Array(2048);
+    x[0] = 2;
+    const views = [probs(0.9, 0.05), probs(0.6, 0.3)];
+    expect(h.needsImagenet).toBe(true);
+    expect(h.logit(x, views)).toBeCloseTo(0.8 * 2.5 + 0.3 * imagenetDogLogit(views) - 0.1, 5);
+    expect(h.predict(x, views)).toBeCloseTo(sigmoid(h.logit(x, views)), 9);
+    expect(() => h.logit(x)).toThrow(/ImageNet/);
+    expect(() => h.logit(x, [])).toThrow(/ImageNet/);
+    expect(new Head(base({})).needsImagenet).toBe(false);
+    expect(() => new Head(base({ stack: { head: 1, imagenet: Number.NaN, bias: 0 } }))).toThrow(/stack/);
+    expect(() => new Head(base({ stack: { head: 1, imagenet: 1, bias: 0 }, calibration: { kind: 'platt', a: 1, b: 0 } }))).toThrow(/not both/);
+  });
+
+  it('fitStack recovers the weights of a logistic model on two columns; cross-fitting predicts each fold from the others', () => {
+    const r = rng(7);
+    const n = 4000;
+    const a = Float64Array.from({ length: n }, () => (r() - 0.5) * 8);
+    const b = Float64Array.from({ length: n }, () => (r() - 0.5) * 8);
+    const y = Uint8Array.from({ length: n }, (_, i) => (r() < sigmoid(1.5 * a[i]! + 0.5 * b[i]! - 0.3) ? 1 : 0));
+    const s = fitStack([a, b], y);
+    expect(s.w[0]).toBeCloseTo(1.5, 0);
+    expect(s.w[1]).toBeCloseTo(0.5, 0);
+    expect(Math.abs(s.b + 0.3)).toBeLessThan(0.25);
+    expect(applyStack(s, [a, b], 3)).toBeCloseTo(s.w[0]! * a[3]! + s.w[1]! * b[3]! + s.b, 9);
+    const folds = Int32Array.from({ length: n }, (_, i) => i % 4);
+    const z = crossFitStack([a, b], y, folds);
+    // Both columns carry signal: the stack beats the first column alone out of fold.
+    expect(metricsOf(y, probsOf(z)).logloss).toBeLessThan(metricsOf(y, probsOf(crossFitStack([a], y, folds))).logloss);
+  });
+
+  it('bestClip picks no clip for calibrated probabilities and a clip when a few are confidently wrong', () => {
+    const y = Uint8Array.from({ length: 1000 }, (_, i) => (i % 2 ? 1 : 0));
+    const good = Float64Array.from(y, (v) => (v ? 0.9 : 0.1));
+    expect(bestClip(y, good)).toBe(0);
+    const bad = Float64Array.from(y, (v, i) => (i < 20 ? (v ? 1e-9 : 1 - 1e-9) : v ? 0.9999 : 0.0001));
+    expect(bestClip(y, bad)).toBeGreaterThan(0);
+  });
+});
+
 describe('the highest-loss sheet and the CV flags', () => {
   it('marks the photos answered wrong and counts them in the title', () => {
     const worst = [
@@ -249,5 +317,7 @@ describe('the highest-loss sheet and the CV flags', () => {
     expect(() => cvOptions({ folds: '1' })).toThrow(/--folds/);
     expect(() => cvOptions({ folds: '5', clean: 'some' })).toThrow(/--clean/);
     expect(() => cvOptions({ folds: '5', neither: 'mass' })).toThrow(/--neither/);
+    expect(cvOptions({ folds: '5', stack: 'imagenet' }).stack).toBe('imagenet');
+    expect(() => cvOptions({ folds: '5', stack: 'mlp' })).toThrow(/--stack/);
   });
 });
