@@ -415,7 +415,8 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
 
   // The registry is here: the gateways' /model and Promote/Discard run here (src/scale/models.ts).
   // A new head goes to every inference worker (Redis) and to this worker's own model process (/score).
-  const published = new RedisLiveHead(redis);
+  // With no inference worker alive and no head published, a promotion is checked against this worker's own backbones.
+  const published = new RedisLiveHead(redis, { fallback: () => model.backbones });
   const live: LiveHead & { refresh(): Promise<void> } = {
     get backbones() {
       return published.backbones;
