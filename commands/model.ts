@@ -41,11 +41,12 @@ export const model = chatCommand({
     const embed = modelEmbed(registry, live, previous);
     const jobsWorkers = await adminServices(services).jobs.workers?.();
     if (jobsWorkers) {
-      // Distributed: whether each jobs worker can read its training data (a /retrain there would fail otherwise).
+      // Distributed: whether each jobs worker can read its training and test data (a /retrain or /score there would fail otherwise).
+      const can = (problems: string[], command: string, data: string) => (problems.length ? `⚠️ ${command} would fail: ${problems.join('; ')}` : `${data} ✅`);
       const value =
         jobsWorkers
-          .map((w) => `\`${w.name}\` → ${w.trainDataProblems.length ? `⚠️ /retrain would fail: ${w.trainDataProblems.join('; ')}` : 'training data ✅'}`)
-          .join('\n') || 'none alive (a /retrain waits for one)';
+          .map((w) => `\`${w.name}\` → ${can(w.trainDataProblems, '/retrain', 'training data')} · ${can(w.testDataProblems, '/score', 'test data')}`)
+          .join('\n') || 'none alive (a job waits for one)';
       embed.fields = [...(embed.fields ?? []), { name: `Jobs workers (${jobsWorkers.length})`, value: value.slice(0, 1024) }];
     }
     if (workers) {

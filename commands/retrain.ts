@@ -8,7 +8,6 @@ import { EmbedBuilder, MessageFlags } from 'discord.js';
 import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand, type ButtonRoute } from '../src/bot/command.ts';
 import { BUTTONS, followJob } from '../src/bot/job-message.ts';
-import { jobParams } from '../src/jobs/work.ts';
 import { MODEL_ID_PATTERN } from '../src/model/registry.ts';
 
 /** A decision already taken on this job's model (two admins pressing at once): say so instead. */
@@ -71,14 +70,12 @@ const discardButton = decisionButton(BUTTONS.discard, 'discarded', '🗑️ **Di
 });
 
 export const retrain = chatCommand({
-  definition: adminSlashCommand('retrain', 'Retrain the model on the configured training data, with live progress (admins)')
-    .toJSON(),
+  definition: adminSlashCommand('retrain', 'Retrain the model on the configured training data, with live progress (admins)').toJSON(),
   ...ADMIN_COMMAND,
   buttons: [promoteButton, discardButton],
   defer: () => 'public',
   async execute({ interaction, services }) {
     const admin = adminServices(services);
-    const params = jobParams('retrain', services.config.data);
-    await followJob(interaction, admin, services.log, (watch) => admin.jobs.start(params, jobUser(interaction.user), watch));
+    await followJob(interaction, admin, services.log, (watch) => admin.jobs.start({ kind: 'retrain' }, jobUser(interaction.user), watch));
   },
 });

@@ -7,16 +7,13 @@
 import { ADMIN_COMMAND, adminServices, adminSlashCommand, jobUser } from '../src/bot/admin.ts';
 import { chatCommand } from '../src/bot/command.ts';
 import { followJob } from '../src/bot/job-message.ts';
-import { jobParams } from '../src/jobs/work.ts';
 
 export const score = chatCommand({
-  definition: adminSlashCommand('score', 'Score the configured test set with the active model: submission.csv and metrics (admins)')
-    .toJSON(),
+  definition: adminSlashCommand('score', 'Score the configured test set with the active model: submission.csv and metrics (admins)').toJSON(),
   ...ADMIN_COMMAND,
   defer: () => 'public',
   async execute({ interaction, services }) {
     const admin = adminServices(services);
-    const params = jobParams('score', services.config.data);
-    await followJob(interaction, admin, services.log, (watch) => admin.jobs.start(params, jobUser(interaction.user), watch));
+    await followJob(interaction, admin, services.log, (watch) => admin.jobs.start({ kind: 'score' }, jobUser(interaction.user), watch));
   },
 });

@@ -347,6 +347,16 @@ export function processEnv(): Env {
 }
 
 /**
+ * discord.js's Client reads SHARD_COUNT from the process's environment itself (it is how a
+ * ShardingManager tells its shard processes the count), so SHARD_COUNT=auto reaches it as NaN and
+ * it refuses to start. Once the gateway has asked Discord and runs the shards in its own process,
+ * the environment says the number it got.
+ */
+export function settleShardCount(total: number): void {
+  process.env.SHARD_COUNT = String(total);
+}
+
+/**
  * Reads the configuration from `env` (normally process.env after dotenv). Relative paths are
  * resolved against `cwd`; `cores` is this machine's (what the inference role's threads are cut
  * from). Throws ConfigError listing every problem found.

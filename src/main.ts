@@ -94,7 +94,7 @@ async function adminServices(
   const registry = new Registry(config.model.registryDir);
   const live = model ?? (classifier as RealClassifier);
   const work = model ? model.jobWork : pipelineWork({ classifier: live as RealClassifier, dataDir: config.dataDir, registry });
-  const jobs = new JobRunner({ repo: store.jobs, work, log });
+  const jobs = new JobRunner({ repo: store.jobs, work, data: config.data, log });
   const interrupted = await jobs.recover();
   if (interrupted.length) log(`admin: ${interrupted.length} job(s) interrupted by the last stop; resume them from /jobs`);
   log(`admin: TRAIN_DATA ${config.data.train.join(', ') || '(not set)'}; TEST_DATA ${config.data.test ?? '(not set)'}`);

@@ -14,7 +14,18 @@
  * knows nothing of training, Discord or ONNX.
  */
 import { CatdogError } from '../errors.ts';
-import { type JobDecision, type JobParams, type JobProgress, type JobRecord, type JobRepository, type JobResult, type JobUser, newJobRecord } from './types.ts';
+import {
+  type JobDecision,
+  type JobParams,
+  type JobProgress,
+  type JobRecord,
+  type JobRepository,
+  type JobRequest,
+  type JobResult,
+  type JobUser,
+  newJobRecord,
+} from './types.ts';
+import { type JobData, jobParams } from './data.ts';
 
 /** Another job is running; `running` is its record (null while it is still being set up). */
 export class JobBusy extends CatdogError {
@@ -23,12 +34,7 @@ export class JobBusy extends CatdogError {
   }
 }
 
-/** The data a job needs is not configured or not there. `message` says which and where. */
-export class JobDataMissing extends CatdogError {
-  constructor(message: string) {
-    super('job_data_missing', message);
-  }
-}
+export { JobDataMissing } from './data.ts';
 
 /** No such job, or not in a state that allows what was asked. */
 export class JobStateError extends CatdogError {
@@ -83,7 +89,8 @@ export interface Jobs {
   current(): JobRecord | null | Promise<JobRecord | null>;
   recent(limit?: number): Promise<JobRecord[]>;
   get(id: string): Promise<JobRecord | null>;
-  start(params: JobParams, by: JobUser, watch?: JobWatcher): Promise<StartedJob>;
+  /** Starts what a person asked for; the data they did not name is the jobs machine's own (resolved there). */
+  start(request: JobRequest, by: JobUser, watch?: JobWatcher): Promise<StartedJob>;
   resume(id: string, by: JobUser, watch?: JobWatcher): Promise<StartedJob>;
   decide(id: string, decision: JobDecision): Promise<JobRecord | null>;
   /** Cancels the running (or waiting) job `id`; false when it is not running. */
@@ -98,11 +105,15 @@ export interface JobsWorkerStatus {
   host: string;
   /** Why a retrain would fail there (TRAIN_DATA missing, unreadable, not a zip); empty when it can read it all. */
   trainDataProblems: string[];
+  /** Why a scoring run would fail there (TEST_DATA or TEST_LABELS missing, unreadable); empty when it can read them. */
+  testDataProblems: string[];
 }
 
 export interface JobRunnerOptions {
   repo: JobRepository;
   work: JobWork;
+  /** This machine's data (TRAIN_DATA, TEST_DATA, TEST_LABELS): what a job's request does not name. Default: none. */
+  data?: JobData;
   log?: (line: string) => void;
   /** Progress is written to the store at most this often (and on every stage change). Default 2000 ms. */
   persistEveryMs?: number;
@@ -110,6 +121,8 @@ export interface JobRunnerOptions {
 
 interface Slot {
   record: JobRecord | null;
+  /** The job's parameters, resolved here. */
+  params: JobParams | null;
   controller: AbortController;
   watchers: Set<JobWatcher>;
   done: Promise<JobRecord> | null;
@@ -155,13 +168,18 @@ export class JobRunner implements Jobs {
     return this.o.repo.get(id);
   }
 
-  /** Starts a job, or throws JobBusy / the work's check error. */
-  async start(params: JobParams, by: JobUser, watch?: JobWatcher): Promise<StartedJob> {
+  private resolve(request: JobRequest): JobParams {
+    return jobParams(request, this.o.data ?? { train: [], test: null, testLabels: null });
+  }
+
+  /** Starts a job, or throws JobDataMissing (nothing configured) / JobBusy / the work's check error. */
+  async start(request: JobRequest, by: JobUser, watch?: JobWatcher): Promise<StartedJob> {
+    const params = this.resolve(request);
     const slot = this.claim(watch);
     try {
       await this.o.work.check(params);
       const record = await this.o.repo.create(newJobRecord(params, by));
-      return this.launch(slot, record);
+      return this.launch(slot, record, params);
     } catch (err) {
       this.slot = null;
       throw err;
@@ -177,9 +195,10 @@ export class JobRunner implements Jobs {
       if (record.status !== 'interrupted') {
         throw new JobStateError('job_not_resumable', `Job #${id} is ${record.status}; only an interrupted job can be resumed.`);
       }
-      await this.o.work.check(record.params);
+      const params = this.resolve(record.params);
+      await this.o.work.check(params);
       this.log(`jobs: #${id} (${record.kind}) resumed by ${by.name}`);
-      return this.launch(slot, record);
+      return this.launch(slot, record, params);
     } catch (err) {
       this.slot = null;
       throw err;
@@ -189,7 +208,8 @@ export class JobRunner implements Jobs {
   /**
    * Runs a job whose record exists (created by a door of a distributed deployment, status
    * queued; or running/interrupted: its worker died and the queue hands it over again), under the
-   * same record. Throws JobBusy when a job runs here.
+   * same record. What the record's request does not name is this machine's data (recorded in the
+   * record when it starts). Throws JobBusy when a job runs here.
    */
   async run(id: string, watch?: JobWatcher): Promise<StartedJob> {
     const slot = this.claim(watch);
@@ -199,9 +219,10 @@ export class JobRunner implements Jobs {
       if (record.status !== 'queued' && record.status !== 'running' && record.status !== 'interrupted') {
         throw new JobStateError('job_not_resumable', `Job #${id} is ${record.status}; it does not run again.`);
       }
-      await this.o.work.check(record.params);
+      const params = this.resolve(record.params);
+      await this.o.work.check(params);
       if (record.status !== 'queued') this.log(`jobs: #${id} (${record.kind}) runs again (attempt ${record.attempts + 1})`);
-      return await this.launch(slot, record);
+      return await this.launch(slot, record, params);
     } catch (err) {
       this.slot = null;
       throw err;
@@ -232,14 +253,16 @@ export class JobRunner implements Jobs {
 
   private claim(watch?: JobWatcher): Slot {
     if (this.slot) throw new JobBusy(this.slot.record);
-    const slot: Slot = { record: null, controller: new AbortController(), watchers: new Set(watch ? [watch] : []), done: null };
+    const slot: Slot = { record: null, params: null, controller: new AbortController(), watchers: new Set(watch ? [watch] : []), done: null };
     this.slot = slot;
     return slot;
   }
 
-  private async launch(slot: Slot, record: JobRecord): Promise<StartedJob> {
+  private async launch(slot: Slot, record: JobRecord, params: JobParams): Promise<StartedJob> {
+    slot.params = params;
     const running = await this.o.repo.update(record.id, (r) => ({
       status: 'running',
+      params,
       startedAt: new Date().toISOString(),
       endedAt: null,
       attempts: r.attempts + 1,
@@ -287,14 +310,16 @@ export class JobRunner implements Jobs {
         if (progress.stage !== lastStage || now - lastPersist >= every) {
           lastStage = progress.stage;
           lastPersist = now;
-          persisting = persisting.then(() => this.o.repo.update(id, { progress })).catch((err) => this.log(`jobs: could not save the progress of #${id}: ${String(err)}`));
+          persisting = persisting
+            .then(() => this.o.repo.update(id, { progress }))
+            .catch((err) => this.log(`jobs: could not save the progress of #${id}: ${String(err)}`));
         }
         this.emit(slot);
       },
     };
     let patch: Partial<JobRecord>;
     try {
-      const result = await this.o.work.run(slot.record!.params, ctx);
+      const result = await this.o.work.run(slot.params!, ctx);
       patch = { status: 'succeeded', result };
     } catch (err) {
       const reason: unknown = slot.controller.signal.aborted ? slot.controller.signal.reason : null;

@@ -19,9 +19,15 @@ export interface JobUser {
   name: string;
 }
 
-export type JobParams =
-  | { kind: 'retrain'; sources: string[] }
-  | { kind: 'score'; source: string; labels: string | null };
+/**
+ * What a person asked for: the kind of job, and the data only where they named it. The rest is
+ * the data configured on the machine that runs the job (the jobs worker's TRAIN_DATA, TEST_DATA,
+ * TEST_LABELS; src/jobs/work.ts jobParams), so a door needs no paths of the jobs machine.
+ */
+export type JobRequest = { kind: 'retrain'; sources?: string[] } | { kind: 'score'; source?: string; labels?: string | null };
+
+/** A job's parameters once resolved where it runs: every path given. */
+export type JobParams = { kind: 'retrain'; sources: string[] } | { kind: 'score'; source: string; labels: string | null };
 
 export interface JobProgress {
   /** open, extract, clean, fit, evaluate, save (retrain); extract, score (score). */
@@ -94,7 +100,8 @@ export interface JobRecord {
   kind: JobKind;
   status: JobStatus;
   startedBy: JobUser;
-  params: JobParams;
+  /** What was asked (a door of a distributed deployment records that); the full JobParams once the job started where it runs. */
+  params: JobRequest;
   createdAt: string;
   startedAt: string | null;
   endedAt: string | null;
@@ -110,7 +117,7 @@ export interface JobRecord {
 }
 
 /** A new job's record, before the repository gives it an id: queued, never started. */
-export function newJobRecord(params: JobParams, by: JobUser, now = new Date()): Omit<JobRecord, 'id'> {
+export function newJobRecord(params: JobRequest, by: JobUser, now = new Date()): Omit<JobRecord, 'id'> {
   return {
     kind: params.kind,
     status: 'queued',

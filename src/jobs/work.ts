@@ -9,7 +9,6 @@
  * confusion matrix and the worst-errors contact sheet.
  * Outputs go to <DATA_DIR>/jobs/<job id>/.
  */
-import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../errors.ts';
@@ -18,62 +17,9 @@ import type { Registry } from '../model/registry.ts';
 import { defaultCacheDir, type ExtractProgress } from '../train/features.ts';
 import { answeredWrong, score } from '../train/score.ts';
 import { train } from '../train/train.ts';
-import { JobDataMissing, type JobContext, type JobWork, type ProgressUpdate } from './runner.ts';
-import type { JobKind, JobParams, ModelMetrics, RetrainSummary, ScoreSummary } from './types.ts';
-
-export interface JobData {
-  train: string[];
-  test: string | null;
-  testLabels: string | null;
-}
-
-const NO_TRAIN_DATA =
-  "No training data is configured: set TRAIN_DATA to Kaggle's train.zip (several sources comma-separated, e.g. train.zip,train-200px.zip) or the folders they unpack to.";
-
-/** Whether `path` starts like a zip file (a local file header, or the end record of an empty zip). */
-function looksLikeZip(path: string): boolean {
-  const fd = openSync(path, 'r');
-  try {
-    const head = Buffer.alloc(4);
-    const n = readSync(fd, head, 0, 4, 0);
-    return n === 4 && head[0] === 0x50 && head[1] === 0x4b && ((head[2] === 3 && head[3] === 4) || (head[2] === 5 && head[3] === 6));
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/**
- * What stops a retrain on `sources` (TRAIN_DATA) on this machine, one sentence each: none
- * configured, a path that is not there, cannot be read, or is neither a folder nor a zip file.
- * Empty when every source can be opened. Cheap (a stat and 4 bytes per source), so the jobs
- * worker checks it at startup and every few seconds after.
- */
-export function trainDataProblems(sources: readonly string[]): string[] {
-  if (!sources.length) return [NO_TRAIN_DATA];
-  const problems: string[] = [];
-  for (const p of sources) {
-    try {
-      const info = statSync(p);
-      if (info.isDirectory()) accessSync(p, constants.R_OK | constants.X_OK);
-      else if (!info.isFile()) problems.push(`${p} is neither a folder nor a zip file`);
-      else if (!looksLikeZip(p)) problems.push(`${p} is not a zip file`);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      problems.push(code === 'ENOENT' || code === 'ENOTDIR' ? `${p} is not there` : `${p} cannot be read (${code ?? String(err)})`);
-    }
-  }
-  return problems;
-}
-
-/** The parameters of a job of `kind` from the configured data; throws JobDataMissing when none is configured. */
-export function jobParams(kind: JobKind, data: JobData): JobParams {
-  if (kind === 'retrain') {
-    if (!data.train.length) throw new JobDataMissing(NO_TRAIN_DATA);
-    return { kind, sources: [...data.train] };
-  }
-  if (!data.test) throw new JobDataMissing("No test data is configured: set TEST_DATA to Kaggle's test.zip or the folder it unpacks to (and TEST_LABELS for metrics).");
-  return { kind, source: data.test, labels: data.testLabels };
-}
+import { checkJobParams } from './data.ts';
+import type { JobContext, JobWork, ProgressUpdate } from './runner.ts';
+import type { JobParams, ModelMetrics, RetrainSummary, ScoreSummary } from './types.ts';
 
 /** Validation metrics a model recorded when it was trained. */
 export async function recordedMetrics(registry: Registry, id: string): Promise<ModelMetrics> {
@@ -83,23 +29,6 @@ export async function recordedMetrics(registry: Registry, id: string): Promise<M
 
 function extractUpdate(stage: string, message: string, p: ExtractProgress): ProgressUpdate {
   return { stage, message, done: p.done, total: p.total, imgPerSec: p.imgPerSec, etaSec: p.etaSec, cached: p.cached };
-}
-
-/**
- * Throws JobDataMissing when a job's data is not there, and no_active_model when a scoring run has
- * no model to score with. Wherever the work then runs (this process or a model process).
- */
-export function checkJobParams(params: JobParams, hasActiveHead: boolean): void {
-  if (params.kind === 'retrain') {
-    const problems = trainDataProblems(params.sources);
-    if (problems.length) throw new JobDataMissing(`The training data cannot be used: ${problems.join('; ')} (TRAIN_DATA).`);
-    return;
-  }
-  if (!existsSync(params.source)) throw new JobDataMissing(`The test data is not there: ${params.source} (TEST_DATA).`);
-  if (params.labels && !existsSync(params.labels)) throw new JobDataMissing(`The test labels are not there: ${params.labels} (TEST_LABELS).`);
-  if (!hasActiveHead) {
-    throw new ModelError('no_active_model', 'No model is active, so there is nothing to score with: run /retrain and promote a model first.');
-  }
 }
 
 export function pipelineWork(o: { classifier: Classifier; dataDir: string; registry: Registry }): JobWork {

@@ -47,7 +47,7 @@ process.on('message', (m: ToChild) => {
       const jobId = m.record.id;
       jobs.set(jobId, controller);
       processor
-        .runJob(m.record, controller.signal, (update) => send({ t: 'progress', jobId, update }))
+        .runJob(m.record, m.params, controller.signal, (update) => send({ t: 'progress', jobId, update }))
         .then(
           (result) => send({ t: 'jobEnd', jobId, ok: true, result }),
           (err) => send({ t: 'jobEnd', jobId, ok: false, error: toWire(err) }),

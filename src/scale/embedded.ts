@@ -16,7 +16,7 @@ import { processEnv, type Env } from '../config.ts';
 import { CatdogError } from '../errors.ts';
 import type { JobContext, JobWork } from '../jobs/runner.ts';
 import type { JobParams, JobResult } from '../jobs/types.ts';
-import { checkJobParams } from '../jobs/work.ts';
+import { checkJobParams } from '../jobs/data.ts';
 import type { Head } from '../model/head.ts';
 import type { BackboneName, Prediction } from '../model/types.ts';
 import type { FromChild, ToChild } from './ipc.ts';
@@ -193,7 +193,7 @@ export class ModelProcess {
 
   readonly jobWork: JobWork = {
     check: async (params: JobParams) => checkJobParams(params, this.current.model !== null),
-    run: async (_params: JobParams, ctx: JobContext) => {
+    run: async (params: JobParams, ctx: JobContext) => {
       if (this.starting) await this.starting;
       const jobId = ctx.record.id;
       return new Promise<JobResult>((resolve, reject) => {
@@ -201,7 +201,7 @@ export class ModelProcess {
         const abort = () => this.child.send({ t: 'abort', jobId } satisfies ToChild);
         if (ctx.signal.aborted) abort();
         else ctx.signal.addEventListener('abort', abort, { once: true });
-        this.child.send({ t: 'job', record: ctx.record } satisfies ToChild);
+        this.child.send({ t: 'job', record: ctx.record, params } satisfies ToChild);
       });
     },
   };

@@ -71,14 +71,21 @@ export class RedisLiveHead implements LiveHead {
   private published: string | null = null;
   private known: BackboneName[] = [];
 
-  constructor(private readonly redis: Redis) {}
+  /**
+   * `o.fallback`: the backbones this process runs itself (the jobs worker's own configured ones),
+   * taken when no inference worker is alive and no head is published (a first promotion).
+   */
+  constructor(
+    private readonly redis: Redis,
+    private readonly o: { fallback?: () => BackboneName[] } = {},
+  ) {}
 
-  /** Reads what is published and which backbones the workers run. */
+  /** Reads what is published and which backbones the workers run (else the last known, else the fallback). */
   async refresh(): Promise<void> {
     const head = await readHead(this.redis);
     this.published = head?.id ?? null;
     const w = await liveWorkers(this.redis);
-    this.known = w[0]?.backbones ?? head?.file.backbones ?? this.known;
+    this.known = w[0]?.backbones ?? head?.file.backbones ?? (this.known.length ? this.known : (this.o.fallback?.() ?? []));
   }
 
   get backbones(): BackboneName[] {

@@ -26,8 +26,8 @@ import { Throttle } from '../bot/throttle.ts';
 import type { Config, Env } from '../config.ts';
 import type { LiveHead, Models } from '../jobs/models.ts';
 import { JobBusy, JobDataMissing, JobRunner, JobStateError, type Jobs, type JobsWorkerStatus, type JobWatcher, type StartedJob } from '../jobs/runner.ts';
-import { type JobDecision, type JobParams, type JobRecord, type JobStatus, type JobUser, newJobRecord } from '../jobs/types.ts';
-import { trainDataProblems } from '../jobs/work.ts';
+import { jobDataProblems } from '../jobs/data.ts';
+import { type JobDecision, type JobKind, type JobRecord, type JobRequest, type JobStatus, type JobUser, newJobRecord } from '../jobs/types.ts';
 import { Registry } from '../model/registry.ts';
 import { Store } from '../store/index.ts';
 import { blockingConnection, JOBS_QUEUE, JOBS_WORKER_KEY_PREFIX, producerConnection } from './connections.ts';
@@ -57,11 +57,25 @@ interface JobsWorkerBeat extends JobsWorkerStatus {
   at: string;
 }
 
-/** Why a retrain started now would fail on every live jobs worker, or null when one can run it (or none is alive yet: the job waits for one). */
-function retrainRefusal(workers: JobsWorkerStatus[]): string | null {
-  if (!workers.length || workers.some((w) => !w.trainDataProblems.length)) return null;
+const DATA_WORDS: Record<JobKind, { data: string; job: string; fix: string }> = {
+  retrain: { data: 'training data', job: 'a retrain', fix: 'TRAIN_DATA' },
+  score: { data: 'test data', job: 'a scoring run', fix: 'TEST_DATA, TEST_LABELS' },
+};
+
+/** What stops a job of `kind` on a jobs worker (an older worker's heartbeat may not say it for /score). */
+const problemsOf = (w: JobsWorkerStatus, kind: JobKind): string[] => (kind === 'retrain' ? w.trainDataProblems : (w.testDataProblems ?? []));
+
+/**
+ * Why the job asked for would fail on every live jobs worker, with their own data, or null when
+ * one can run it (or none is alive yet: the job waits for one). The same for /retrain and /score.
+ */
+function dataRefusal(request: JobRequest, workers: JobsWorkerStatus[]): string | null {
+  const named = request.kind === 'retrain' ? request.sources !== undefined : request.source !== undefined;
+  if (named || !workers.length || workers.some((w) => !problemsOf(w, request.kind).length)) return null;
   const w = workers[0]!;
-  return `The jobs worker${workers.length > 1 ? 's' : ''} cannot use ${workers.length > 1 ? 'their' : 'its'} training data, so a retrain would fail: ${w.trainDataProblems.join('; ')} (TRAIN_DATA on ${w.host}, ${w.name}). Nothing was started; fix TRAIN_DATA on the jobs machine (it is checked every few seconds) and try again.`;
+  const words = DATA_WORDS[request.kind];
+  const more = workers.length > 1;
+  return `The jobs worker${more ? 's' : ''} cannot use ${more ? 'their' : 'its'} ${words.data}, so ${words.job} would fail: ${problemsOf(w, request.kind).join('; ')} (${words.fix} on ${w.host}, ${w.name}). Nothing was started; fix ${words.fix} on the jobs machine (it is checked every few seconds) and try again.`;
 }
 
 /** The doors' side: the Jobs the commands use, on the jobs queue. */
@@ -136,17 +150,23 @@ export class QueuedJobs implements Jobs {
   }
 
   async workers(): Promise<JobsWorkerStatus[]> {
-    return (await liveBeats<JobsWorkerBeat>(this.redis, JOBS_WORKER_KEY_PREFIX)).map((b) => ({ name: b.name, host: b.host, trainDataProblems: b.trainDataProblems }));
+    return (await liveBeats<JobsWorkerBeat>(this.redis, JOBS_WORKER_KEY_PREFIX)).map((b) => ({
+      name: b.name,
+      host: b.host,
+      trainDataProblems: b.trainDataProblems,
+      testDataProblems: b.testDataProblems ?? [],
+    }));
   }
 
-  async start(params: JobParams, by: JobUser, _watch?: JobWatcher): Promise<StartedJob> {
+  /** Queues what was asked; the jobs worker fills in its own data (this door needs no TRAIN_DATA or TEST_DATA). */
+  async start(request: JobRequest, by: JobUser, _watch?: JobWatcher): Promise<StartedJob> {
     // Refused here, at once, rather than as a failed job after the queue hop.
-    const refusal = params.kind === 'retrain' ? retrainRefusal(await this.workers()) : null;
+    const refusal = dataRefusal(request, await this.workers());
     if (refusal) throw new JobDataMissing(refusal);
     await this.claim();
     let record: JobRecord;
     try {
-      record = await this.store.jobs.create(newJobRecord(params, by));
+      record = await this.store.jobs.create(newJobRecord(request, by));
     } catch (err) {
       await this.redis.del(CURRENT).catch(() => undefined);
       throw err;
@@ -281,7 +301,7 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
   const store = await Store.open(config.store, log);
   const redis = blockingConnection(url);
   const sub = blockingConnection(url);
-  const runner = new JobRunner({ repo: store.jobs, work: model.jobWork, log });
+  const runner = new JobRunner({ repo: store.jobs, work: model.jobWork, data: config.data, log });
   const rest = new REST(config.discord.apiUrl ? { api: config.discord.apiUrl } : {}).setToken(config.discord.token ?? '');
   const interval = o.progressIntervalMs ?? config.scale.jobProgressMs;
   const clearCurrent = (id: string) =>
@@ -302,19 +322,30 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
   });
   await sub.subscribe(CANCEL_CHANNEL);
 
-  // Whether this machine can read TRAIN_DATA: said at startup, in Redis for the doors (a /retrain
-  // that would fail is refused at once, /model shows it), and checked again every few seconds.
+  // Whether this machine can read TRAIN_DATA and TEST_DATA: said at startup, in Redis for the doors
+  // (a /retrain or /score that would fail is refused at once, /model shows it), checked every few seconds.
   const name = `jobs@${hostname()}:${process.pid}`;
-  let lastProblems: string | null = null;
-  const beat = async () => {
-    const problems = trainDataProblems(config.data.train);
-    const said = problems.join('; ');
-    if (said !== lastProblems) {
-      if (problems.length) log(`jobs: warning: /retrain will fail on this machine: ${said} (TRAIN_DATA)`);
-      else if (lastProblems !== null) log('jobs: the training data can be read now (TRAIN_DATA)');
-      lastProblems = said;
+  const said: Record<JobKind, string | null> = { retrain: null, score: null };
+  const check = (kind: JobKind, command: string, vars: string): string[] => {
+    const problems = jobDataProblems({ kind }, config.data);
+    const now = problems.join('; ');
+    if (now !== said[kind]) {
+      if (problems.length) log(`jobs: warning: ${command} will fail on this machine: ${now} (${vars})`);
+      else if (said[kind] !== null) log(`jobs: the ${DATA_WORDS[kind].data} can be read now (${vars})`);
+      said[kind] = now;
     }
-    const b: JobsWorkerBeat = { name, host: hostname(), pid: process.pid, sources: config.data.train, trainDataProblems: problems, at: new Date().toISOString() };
+    return problems;
+  };
+  const beat = async () => {
+    const b: JobsWorkerBeat = {
+      name,
+      host: hostname(),
+      pid: process.pid,
+      sources: config.data.train,
+      trainDataProblems: check('retrain', '/retrain', 'TRAIN_DATA'),
+      testDataProblems: check('score', '/score', 'TEST_DATA, TEST_LABELS'),
+      at: new Date().toISOString(),
+    };
     await redis.set(`${JOBS_WORKER_KEY_PREFIX}${name}`, JSON.stringify(b), 'PX', BEAT_MS * 5).catch(() => undefined);
   };
   await beat();
@@ -384,7 +415,8 @@ export async function startJobsWorker(config: Config, env: Env, log: Log, o: { p
 
   // The registry is here: the gateways' /model and Promote/Discard run here (src/scale/models.ts).
   // A new head goes to every inference worker (Redis) and to this worker's own model process (/score).
-  const published = new RedisLiveHead(redis);
+  // With no inference worker alive and no head published, a promotion is checked against this worker's own backbones.
+  const published = new RedisLiveHead(redis, { fallback: () => model.backbones });
   const live: LiveHead & { refresh(): Promise<void> } = {
     get backbones() {
       return published.backbones;

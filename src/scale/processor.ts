@@ -10,7 +10,7 @@
  */
 import { loadConfig, type Env } from '../config.ts';
 import type { JobContext, ProgressUpdate } from '../jobs/runner.ts';
-import type { JobRecord, JobResult } from '../jobs/types.ts';
+import type { JobParams, JobRecord, JobResult } from '../jobs/types.ts';
 import { pipelineWork } from '../jobs/work.ts';
 import { Classifier, type ClassifierInfo } from '../model/classifier.ts';
 import { Head, type HeadFile } from '../model/head.ts';
@@ -60,10 +60,10 @@ export class Processor {
     return this.classifier.info().model;
   }
 
-  /** Runs a job's work (a retrain or a scoring run) for `record`, reporting progress. */
-  runJob(record: JobRecord, signal: AbortSignal, progress: (p: ProgressUpdate) => void): Promise<JobResult> {
+  /** Runs a job's work (a retrain or a scoring run) for `record` with its resolved `params`, reporting progress. */
+  runJob(record: JobRecord, params: JobParams, signal: AbortSignal, progress: (p: ProgressUpdate) => void): Promise<JobResult> {
     const ctx: JobContext = { record, signal, progress };
-    return pipelineWork({ classifier: this.classifier, dataDir: this.dataDir, registry: this.registry }).run(record.params, ctx);
+    return pipelineWork({ classifier: this.classifier, dataDir: this.dataDir, registry: this.registry }).run(params, ctx);
   }
 
   close(): Promise<void> {

@@ -9,7 +9,7 @@
 import { fileURLToPath } from 'node:url';
 import { ShardingManager } from 'discord.js';
 import type { Log } from '../bot/services.ts';
-import { loadConfig, processEnv, type Config, type Env, type Role } from '../config.ts';
+import { loadConfig, processEnv, settleShardCount, type Config, type Env, type Role } from '../config.ts';
 import { startGateway, startWebRole } from './doors.ts';
 import { tsExecArgv } from './fork.ts';
 import { startInferenceWorker, type RunningRole } from './inference-worker.ts';
@@ -65,7 +65,10 @@ export async function startRole(role: Role, config: Config, env: Env, log: Log):
   switch (role) {
     case 'gateway': {
       const plan = await resolveShards(config, log);
-      return plan.total !== 1 ? startShardManager(config, plan, log) : startGateway(config, log);
+      if (plan.total !== 1) return startShardManager(config, plan, log);
+      // One shard, in this process: discord.js's Client must not read SHARD_COUNT=auto.
+      settleShardCount(plan.total);
+      return startGateway(config, log);
     }
     case 'inference':
       return startInferenceWorker(config, env, log);

@@ -21,7 +21,13 @@ export interface Proc {
 
 const tsx = () => pathToFileURL(join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 
-export function runTs(script: string, args: string[], env: Record<string, string>, cwd: string): Proc {
+/**
+ * Runs the TypeScript file `script` (relative to the repository) with tsx's loader, in `cwd` (a
+ * temporary folder: no .env is read), with only PATH, HOME and `env` in its environment. Its
+ * stdout and stderr are kept by line in `out`; `line()` waits at most `lineTimeoutMs` unless told
+ * (default 60 s) and fails at once when the process has exited without printing the line.
+ */
+export function runTs(script: string, args: string[], env: Record<string, string>, cwd: string, o: { lineTimeoutMs?: number } = {}): Proc {
   const proc = spawn(process.execPath, ['--import', tsx(), join(repoRoot, script), ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, ...env },
@@ -39,11 +45,12 @@ export function runTs(script: string, args: string[], env: Record<string, string
   proc.stdout!.on('data', onData);
   proc.stderr!.on('data', onData);
   const exit = once(proc, 'exit').then(([code]) => code as number | null);
+  const exited = () => proc.exitCode !== null || proc.signalCode !== null;
   return {
     proc,
     out,
     exit,
-    line: (re, timeoutMs = 60_000) =>
+    line: (re, timeoutMs = o.lineTimeoutMs ?? 60_000) =>
       new Promise((resolve, reject) => {
         const check = () => {
           const l = out.find((x) => re.test(x));
@@ -54,7 +61,7 @@ export function runTs(script: string, args: string[], env: Record<string, string
         };
         const onExit = () => {
           done();
-          reject(new Error(`exited before a line matching ${re}; output:\n${out.slice(-40).join('\n')}`));
+          reject(new Error(`exited (${proc.exitCode ?? proc.signalCode}) before a line matching ${re}; output:\n${out.slice(-40).join('\n')}`));
         };
         const timer = setTimeout(() => {
           done();
@@ -68,6 +75,8 @@ export function runTs(script: string, args: string[], env: Record<string, string
         proc.on('lines', check);
         proc.once('exit', onExit);
         check();
+        // Already gone (and the line not among what it printed): no line will come.
+        if (exited() && !out.some((x) => re.test(x))) onExit();
       }),
   };
 }

@@ -10,12 +10,9 @@
  * /score with labels, /model show|list|rollback, /jobs, and a process killed with SIGKILL in the
  * middle of a retrain: after the restart the job shows as interrupted and Resume completes it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { MessageFlags, PermissionFlagsBits } from 'discord.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { main, type App } from '../../src/main.ts';
@@ -24,7 +21,8 @@ import { Classifier, headId } from '../../src/model/classifier.ts';
 import { Registry } from '../../src/model/registry.ts';
 import { modelSettings, type ModelSettings } from '../../src/model/settings.ts';
 import { DEFAULT_PERMISSIONS, FakeDiscord, makeUser, type RecordedRequest, fakeDiscordEnv } from '../helpers/fake-discord.ts';
-import { requireShared, repoRoot } from '../helpers/shared.ts';
+import { runTs } from '../helpers/processes.ts';
+import { requireShared } from '../helpers/shared.ts';
 import { copyPhotos, temporaryModelsDir, trainingNames } from '../helpers/training-photos.ts';
 
 const trainZip = requireShared('data', 'dogs-vs-cats', 'train.zip');
@@ -356,7 +354,7 @@ describe.skipIf(!haveData)('admin operations', () => {
     app = null;
     const activeBefore = registry.readActiveState();
     const dataDir = join(root, 'data-restart'); // an empty feature cache: the job has work to do
-    const child = spawnMain({ ...env(dataDir), CATDOG_TEST_PROGRESS_MS: '300' });
+    const child = runTs('test/integration/admin-child.ts', [], { ...env(dataDir), CATDOG_TEST_PROGRESS_MS: '300' }, root, { lineTimeoutMs: 30_000 });
     try {
       await child.line(/catdog is ready/, 60_000);
       const i = fake.slashCommand('retrain', { user: alice });
@@ -391,44 +389,3 @@ describe.skipIf(!haveData)('admin operations', () => {
     expect(registry.readActiveState()).toEqual(activeBefore);
   });
 });
-
-function spawnMain(childEnv: Record<string, string>): { proc: ChildProcess; exit: Promise<unknown>; line(re: RegExp, timeoutMs?: number): Promise<string> } {
-  const tsx = pathToFileURL(join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-  const proc = spawn(process.execPath, ['--import', tsx, join(repoRoot, 'test', 'integration', 'admin-child.ts')], {
-    cwd: root,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? root, ...childEnv },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const out: string[] = [];
-  let partial = '';
-  const onData = (chunk: Buffer) => {
-    partial += chunk.toString('utf8');
-    const lines = partial.split('\n');
-    partial = lines.pop()!;
-    out.push(...lines);
-    proc.emit('lines');
-  };
-  proc.stdout!.on('data', onData);
-  proc.stderr!.on('data', onData);
-  return {
-    proc,
-    exit: once(proc, 'exit'),
-    line: (re, timeoutMs = 30_000) =>
-      new Promise((resolve, reject) => {
-        const check = () => {
-          const l = out.find((x) => re.test(x));
-          if (l) {
-            clearTimeout(timer);
-            proc.off('lines', check);
-            resolve(l);
-          }
-        };
-        const timer = setTimeout(() => {
-          proc.off('lines', check);
-          reject(new Error(`no line matching ${re} in ${timeoutMs} ms; output:\n${out.join('\n')}`));
-        }, timeoutMs);
-        proc.on('lines', check);
-        check();
-      }),
-  };
-}

@@ -110,4 +110,26 @@ describe('SHARD_COUNT=auto', () => {
     await p.line(/\[gateway shard .*0.*\] gateway: shard\(s\) 0 of 2/, 30_000);
     await p.line(/\[gateway shard .*1.*\] gateway: shard\(s\) 1 of 2/, 30_000);
   });
+
+  // discord.js's own Client reads SHARD_COUNT from the environment: "auto" there stopped this gateway at startup.
+  it.skipIf(!redisServerBin)('a recommendation of 1 shard runs the gateway in its one process, no ShardingManager, logged in as shard 0 of 1', { timeout: 180_000 }, async () => {
+    // The gateway of the test above leaves first: one bot at a time on the fake.
+    await Promise.all(started.splice(0).map((q) => stopProcess(q.proc, 'SIGTERM', 15_000)));
+    fake.recommendedShards = 1;
+    try {
+      const from = fake.identifies.length;
+      const p = runTs('src/scale/start.ts', ['gateway'], env, root);
+      started.push(p);
+      await p.line(/catdog gateway is ready/, 150_000);
+      expect(p.out.some((l) => /gateway: Discord recommends 1 shard\(s\)/.test(l))).toBe(true);
+      // The gateway itself, in this process: all shards, no shard processes.
+      expect(p.out.some((l) => /gateway: all shards; photos go to/.test(l))).toBe(true);
+      expect(p.out.some((l) => /shard process\(es\) up|\[gateway shard /.test(l))).toBe(false);
+      const t0 = Date.now();
+      while (!(fake.connected && fake.identifies.length > from) && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 100));
+      expect(fake.identifies.slice(from).map((d) => d.shard)).toEqual([[0, 1]]);
+    } finally {
+      fake.recommendedShards = 2;
+    }
+  });
 });

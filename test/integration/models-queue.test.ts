@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry } from '../../src/model/registry.ts';
-import { HEAD_KEY } from '../../src/scale/connections.ts';
+import { HEAD_KEY, WORKER_KEY_PREFIX } from '../../src/scale/connections.ts';
 import { RedisLiveHead } from '../../src/scale/heads.ts';
 import { QueuedModels, startModelsWorker } from '../../src/scale/models.ts';
 import { freePort, redisServerBin, startRedis, stopProcess } from '../helpers/processes.ts';
@@ -59,9 +59,7 @@ describe.skipIf(!redisServerBin)('model operations on the jobs worker, through c
     expect(await published()).toBe(newer);
     const active = await models.active();
     expect(active).toMatchObject({ registry: { id: newer, active: true }, live: newer, previous: older, workers: [] });
-    expect((await models.list()).map((m) => [m.id, m.active])).toEqual(
-      (await registry.listModels()).map((m) => [m.id, m.active]).reverse(),
-    );
+    expect((await models.list()).map((m) => [m.id, m.active])).toEqual((await registry.listModels()).map((m) => [m.id, m.active]).reverse());
   });
 
   it('rollback and promote change the registry there and publish the head; errors keep their code', async () => {
@@ -82,6 +80,19 @@ describe.skipIf(!redisServerBin)('model operations on the jobs worker, through c
     expect((await registry.listModels()).some((m) => m.id === candidate)).toBe(false);
     await expect(models.discard(newer)).rejects.toMatchObject({ code: 'model_active' });
     expect(registry.readActiveState().active).toBe(newer);
+  });
+
+  it("with no inference worker alive and no head published, a promotion is checked against the jobs worker's own backbones", async () => {
+    await worker!.close();
+    const own = (await registry.loadModel(older)).file.backbones;
+    worker = await startModelsWorker({ redisUrl: url, redis, registry, live: new RedisLiveHead(redis, { fallback: () => own }), log: (l) => logs.push(l) });
+    await redis.del(HEAD_KEY);
+    expect(await redis.keys(`${WORKER_KEY_PREFIX}*`)).toEqual([]);
+    expect(await models.promote(older)).toEqual({ previous: newer });
+    expect(registry.readActiveState().active).toBe(older);
+    expect(await published()).toBe(older);
+    expect(await models.promote(newer)).toEqual({ previous: older });
+    expect(await published()).toBe(newer);
   });
 
   it('with no jobs worker alive, the asker is told to try again within its deadline, and nothing is left queued', async () => {

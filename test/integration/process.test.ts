@@ -2,75 +2,20 @@
  * Whole processes: SIGTERM with work in flight (a child running src/main.ts's main()), the
  * `npm run register` script against the fake Discord, and `src/main.ts` refusing a bad .env.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { MessageFlags } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.ts';
 import { Store } from '../../src/store/index.ts';
 import { FakeDiscord, makeUser, fakeDiscordEnv } from '../helpers/fake-discord.ts';
+import { runTs, type Proc } from '../helpers/processes.ts';
 import { DOGGY, makePhoto } from '../helpers/test-classifier.ts';
 
-const repo = resolve(import.meta.dirname, '..', '..');
-const tsxLoader = pathToFileURL(join(repo, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-
-interface Child {
-  proc: ChildProcess;
-  out: string[];
-  /** Resolves with the first stdout/stderr line matching `re` (already seen or to come). */
-  line(re: RegExp, timeoutMs?: number): Promise<string>;
-  exit: Promise<number | null>;
-}
-
 /** Runs a TypeScript file with tsx's loader, in `cwd` (a temp folder: no .env is read). */
-function run(script: string, env: Record<string, string>, cwd: string): Child {
-  const proc = spawn(process.execPath, ['--import', tsxLoader, join(repo, script)], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? cwd, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const out: string[] = [];
-  const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-  let partial = '';
-  const onData = (chunk: Buffer) => {
-    partial += chunk.toString('utf8');
-    const lines = partial.split('\n');
-    partial = lines.pop()!;
-    for (const l of lines) {
-      out.push(l);
-      for (const w of [...waiters]) {
-        if (w.re.test(l)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(l);
-        }
-      }
-    }
-  };
-  proc.stdout!.on('data', onData);
-  proc.stderr!.on('data', onData);
-  const exit = once(proc, 'exit').then(([code]) => code as number | null);
-  return {
-    proc,
-    out,
-    exit,
-    line: (re, timeoutMs = 30_000) => {
-      const seen = out.find((l) => re.test(l));
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolveLine, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${timeoutMs} ms; output:\n${out.join('\n')}`)), timeoutMs);
-        waiters.push({ re, resolve: (l) => (clearTimeout(timer), resolveLine(l)) });
-        void exit.then((code) => {
-          clearTimeout(timer);
-          reject(new Error(`exited (${code}) before a line matching ${re}; output:\n${out.join('\n')}`));
-        });
-      });
-    },
-  };
-}
+const run = (script: string, env: Record<string, string>, cwd: string): Proc => runTs(script, [], env, cwd, { lineTimeoutMs: 30_000 });
 
 let fake: FakeDiscord;
 let tmp: string;

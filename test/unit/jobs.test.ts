@@ -13,7 +13,7 @@ import { Throttle } from '../../src/bot/throttle.ts';
 import { loadConfig } from '../../src/config.ts';
 import { JobBusy, JobDataMissing, JobRunner, type JobContext, type JobWork } from '../../src/jobs/runner.ts';
 import type { JobParams, JobRecord, JobResult } from '../../src/jobs/types.ts';
-import { jobParams } from '../../src/jobs/work.ts';
+import { jobParams } from '../../src/jobs/data.ts';
 import { Store } from '../../src/store/index.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'catdog-jobs-'));
@@ -143,9 +143,9 @@ describe('JobRunner', () => {
     await expect(runner.start({ kind: 'retrain', sources: ['/missing'] }, alice)).rejects.toThrow(/not there: \/missing/);
     expect(await runner.recent()).toEqual([]);
     expect(runner.current()).toBeNull();
-    expect(() => jobParams('retrain', { train: [], test: null, testLabels: null })).toThrow(/TRAIN_DATA/);
-    expect(() => jobParams('score', { train: ['/a'], test: null, testLabels: null })).toThrow(/TEST_DATA/);
-    expect(jobParams('score', { train: [], test: '/t.zip', testLabels: '/l.csv' })).toEqual({ kind: 'score', source: '/t.zip', labels: '/l.csv' });
+    expect(() => jobParams({ kind: 'retrain' }, { train: [], test: null, testLabels: null })).toThrow(/TRAIN_DATA/);
+    expect(() => jobParams({ kind: 'score' }, { train: ['/a'], test: null, testLabels: null })).toThrow(/TEST_DATA/);
+    expect(jobParams({ kind: 'score' }, { train: [], test: '/t.zip', testLabels: '/l.csv' })).toEqual({ kind: 'score', source: '/t.zip', labels: '/l.csv' });
   });
 
   it('cancels through the AbortSignal: the job ends cancelled, by whom', async () => {

@@ -1,9 +1,12 @@
-/** trainDataProblems: what stops a retrain on TRAIN_DATA on this machine, one sentence per source; checkJobParams refuses with them. */
+/**
+ * trainDataProblems: what stops a retrain on TRAIN_DATA on this machine, one sentence per source; checkJobParams refuses with them.
+ * jobParams / jobDataProblems: a request (what a person asked for) resolved with the running machine's data; the same check for /score (TEST_DATA, TEST_LABELS).
+ */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkJobParams, trainDataProblems } from '../../src/jobs/work.ts';
+import { checkJobParams, jobDataProblems, jobParams, trainDataProblems } from '../../src/jobs/data.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'catdog-train-data-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -32,5 +35,39 @@ describe('trainDataProblems', () => {
       `The training data cannot be used: ${pointer} is not a zip file (TRAIN_DATA).`,
     );
     expect(() => checkJobParams({ kind: 'retrain', sources: [zip, folder] }, true)).not.toThrow();
+  });
+});
+
+describe('a request resolved on the machine that runs it', () => {
+  const folder = join(dir, 'test');
+  mkdirSync(folder, { recursive: true });
+  const labels = join(dir, 'labels.csv');
+  writeFileSync(labels, 'id,label\n');
+  const missing = join(dir, 'nowhere', 'test.zip');
+  const none = { train: [], test: null, testLabels: null };
+
+  it('what the request names wins; the rest is the data configured here', () => {
+    const here = { train: ['/jobs/train.zip'], test: '/jobs/test.zip', testLabels: '/jobs/labels.csv' };
+    expect(jobParams({ kind: 'retrain' }, here)).toEqual({ kind: 'retrain', sources: ['/jobs/train.zip'] });
+    expect(jobParams({ kind: 'retrain', sources: ['/asked'] }, here)).toEqual({ kind: 'retrain', sources: ['/asked'] });
+    expect(jobParams({ kind: 'score' }, here)).toEqual({ kind: 'score', source: '/jobs/test.zip', labels: '/jobs/labels.csv' });
+    // A test set named in the request does not take this machine's labels (they belong to its own test set).
+    expect(jobParams({ kind: 'score', source: '/asked' }, here)).toEqual({ kind: 'score', source: '/asked', labels: null });
+    // A resolved record resolves to itself (a job handed over again).
+    const resolved = jobParams({ kind: 'score' }, here);
+    expect(jobParams(resolved, none)).toEqual(resolved);
+  });
+
+  it('jobDataProblems says what stops /score here, like /retrain: none configured, test data or labels not there', () => {
+    expect(jobDataProblems({ kind: 'score' }, { ...none, test: folder, testLabels: labels })).toEqual([]);
+    expect(jobDataProblems({ kind: 'score' }, none)).toEqual([expect.stringMatching(/^No test data is configured: set TEST_DATA/)]);
+    expect(jobDataProblems({ kind: 'score' }, { ...none, test: missing, testLabels: join(dir, 'no-labels.csv') })).toEqual([
+      `${missing} is not there`,
+      `the labels ${join(dir, 'no-labels.csv')} are not there`,
+    ]);
+    expect(jobDataProblems({ kind: 'retrain' }, { ...none, train: [missing] })).toEqual([`${missing} is not there`]);
+    expect(() => checkJobParams({ kind: 'score', source: missing, labels: null }, true)).toThrow(
+      `The test data cannot be used: ${missing} is not there (TEST_DATA, TEST_LABELS).`,
+    );
   });
 });
