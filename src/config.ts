@@ -94,6 +94,12 @@ export interface ScaleConfig {
   shards: number | 'auto';
   /** Wait between starting two shard processes (SHARD_SPAWN_DELAY_MS; Discord allows one IDENTIFY per 5 s). */
   shardSpawnDelayMs: number;
+  /**
+   * This process is a shard started by discord.js's ShardingManager (it sets SHARDS and
+   * SHARD_COUNT for it, and the Client reads them). Otherwise the Client is one shard of one,
+   * whatever SHARD_COUNT (a gateway-role setting) says.
+   */
+  managedShard: boolean;
   /** Longest a door waits for a worker's answer (CLASSIFY_DEADLINE_SECONDS). */
   classifyDeadlineMs: number;
   /** Least time between two edits of a job's message by the jobs worker (JOB_PROGRESS_MS). */
@@ -347,10 +353,10 @@ export function processEnv(): Env {
 }
 
 /**
- * discord.js's Client reads SHARD_COUNT from the process's environment itself (it is how a
- * ShardingManager tells its shard processes the count), so SHARD_COUNT=auto reaches it as NaN and
- * it refuses to start. Once the gateway has asked Discord and runs the shards in its own process,
- * the environment says the number it got.
+ * discord.js's Client reads SHARD_COUNT from the process's environment whenever its shardCount
+ * option is the default 1 (it is how a ShardingManager tells its shard processes the count), so
+ * SHARD_COUNT=auto (a gateway-role setting) reaches it as NaN and it refuses to start. A Client
+ * that is not a managed shard is shard 0 of 1: the environment says so before it is made.
  */
 export function settleShardCount(total: number): void {
   process.env.SHARD_COUNT = String(total);
@@ -417,6 +423,7 @@ export function loadConfig(env: Env = process.env, cwd = process.cwd(), cores = 
       redisUrl: parseRedisUrl(r),
       shards: r.raw('SHARD_COUNT') === 'auto' ? 'auto' : r.int('SHARD_COUNT', 1, 1, 4096, "a number of gateway shards (or 'auto')"),
       shardSpawnDelayMs: r.int('SHARD_SPAWN_DELAY_MS', 5500, 0, 600_000, 'a number of milliseconds'),
+      managedShard: r.raw('SHARDS') !== undefined,
       classifyDeadlineMs: r.int('CLASSIFY_DEADLINE_SECONDS', 60, 1, 3600, 'a number of seconds') * 1000,
       jobProgressMs: r.int('JOB_PROGRESS_MS', 5000, 100, 600_000, 'a number of milliseconds'),
       workerLockMs: r.int('WORKER_LOCK_SECONDS', 30, 1, 3600, 'a number of seconds') * 1000,

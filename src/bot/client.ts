@@ -4,6 +4,7 @@
  * one handler, messages to auto-detect, and command registration kept in sync at startup.
  */
 import { Client, Events, GatewayIntentBits, Options, type ClientOptions } from 'discord.js';
+import { settleShardCount } from '../config.ts';
 import { AutoDetect } from './autodetect.ts';
 import type { Command } from './command.ts';
 import { CommandHandler } from './handler.ts';
@@ -24,6 +25,9 @@ export function clientOptions(services: BotServices): ClientOptions {
   return {
     intents: botIntents(discord.messageContent),
     rest,
+    // A shard of a ShardingManager reads its ids from the environment the manager set; any other
+    // process is shard 0 of 1 (and the Bot settles SHARD_COUNT, which discord.js reads itself).
+    ...(services.config.scale.managedShard ? {} : { shards: [0], shardCount: 1 }),
     // Nobody is pinged by an answer.
     allowedMentions: { parse: [], repliedUser: false },
     makeCache: Options.cacheWithLimits({
@@ -50,6 +54,7 @@ export class Bot {
     commands: readonly Command[],
     signal?: AbortSignal,
   ) {
+    if (!services.config.scale.managedShard) settleShardCount(1);
     this.client = new Client(clientOptions(services));
     this.handler = new CommandHandler(commands, services, signal);
     this.autoDetect = new AutoDetect(services, signal);

@@ -9,7 +9,7 @@
 import { fileURLToPath } from 'node:url';
 import { ShardingManager } from 'discord.js';
 import type { Log } from '../bot/services.ts';
-import { loadConfig, processEnv, settleShardCount, type Config, type Env, type Role } from '../config.ts';
+import { loadConfig, processEnv, type Config, type Env, type Role } from '../config.ts';
 import { startGateway, startWebRole } from './doors.ts';
 import { tsExecArgv } from './fork.ts';
 import { startInferenceWorker, type RunningRole } from './inference-worker.ts';
@@ -66,8 +66,7 @@ export async function startRole(role: Role, config: Config, env: Env, log: Log):
     case 'gateway': {
       const plan = await resolveShards(config, log);
       if (plan.total !== 1) return startShardManager(config, plan, log);
-      // One shard, in this process: discord.js's Client must not read SHARD_COUNT=auto.
-      settleShardCount(plan.total);
+      // One shard, in this process (its Client is told it is shard 0 of 1: src/bot/client.ts).
       return startGateway(config, log);
     }
     case 'inference':

@@ -142,4 +142,15 @@ describe('npm start as the entry (node --import tsx src/main.ts, as the containe
     expect(await child.exit).toBe(0);
     expect(child.out.some((l) => l.includes('shutdown complete (exit 0)'))).toBe(true);
   }, 150_000);
+
+  it('with SHARD_COUNT=auto (a gateway-role setting) the embedded default still logs in, as one shard', async () => {
+    // discord.js's Client reads SHARD_COUNT from the environment when not told its shards: 'auto'
+    // is NaN there and the client refused to start.
+    const before = fake.identifies.length;
+    const child = run('src/main.ts', { ...fakeDiscordEnv(fake, join(tmp, 'auto-data')), SHARD_COUNT: 'auto' }, tmp);
+    await child.line(/catdog is ready/, 90_000);
+    expect(fake.identifies.slice(before).map((d) => d.shard ?? [0, 1])).toEqual([[0, 1]]);
+    child.proc.kill('SIGTERM');
+    expect(await child.exit).toBe(0);
+  }, 150_000);
 });
