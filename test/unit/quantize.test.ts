@@ -156,6 +156,18 @@ describe('int8 quantizer', () => {
     expect(rangesFrom(h, 'percentile', 1e-2)).toEqual({ a: r.a, b: r.a });
   });
 
+  it('calibrates the residual path with its own tail, and only it', async () => {
+    const run = (o: { tail: number; residualTail?: number }) =>
+      calibrate(residualModel(), 1, async () => residualInput(), [1, 4, 6, 6], { method: 'percentile', threads: 1, ...o }).then((r) => r.result.ranges);
+    const wide = await run({ tail: 0 });
+    const cut = await run({ tail: 0.2 });
+    const mixed = await run({ tail: 0.2, residualTail: 0 });
+    expect(cut.r1.max).toBeLessThan(wide.r1.max); // the tail cuts something, on the residual path too
+    for (const t of ['x', 'b', 'out']) expect(cut[t]).not.toEqual(wide[t]);
+    expect(mixed.r1).toEqual(cut.r1); // inside the block: the main tail
+    for (const t of ['x', 'b', 'out']) expect(mixed[t]).toEqual(wide[t]); // residual path: its own
+  });
+
   it("a calibration's identity covers its recipe and residual tail; a file without them keeps its old identity", () => {
     const c: CalibrationFile = { format: 'catdog-calibration/1', backbone: 'resnet50', weightsId: 'w', method: 'percentile', tail: 1e-5, photos: 1, ranges: { a: { min: 0, max: 1 } }, photoKeys: [], date: '' };
     const old = createHash('sha256').update(JSON.stringify({ method: c.method, tail: c.tail, weightsId: c.weightsId, ranges: c.ranges })).digest('hex');
