@@ -35,7 +35,7 @@ const { values, positionals } = parseArgs({
   },
 });
 if (!positionals.length) {
-  console.error('usage: npm run calibrate -- [--backbones resnet50,inception_v3,xception] [--photos 300] [--method percentile|mse|minmax] SOURCE...');
+  console.error('usage: npm run calibrate -- [--backbones resnet50,inception_v3,xception] [--photos 300] [--method percentile|mse|minmax] [--tail 1e-5] [--residual-tail 1e-6] [--keep-float T1,T2] [--float-residual] SOURCE...');
   process.exit(2);
 }
 const method = values.method as CalibrationMethod;

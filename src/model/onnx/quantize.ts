@@ -13,6 +13,8 @@
  *   MaxPool and Pad outputs reuse their input's parameters, so ONNX Runtime runs them on uint8.
  * - Kept in fp32: the global average pooling, the features output and the ImageNet top (Gemm,
  *   Softmax): 2 M of 3.9 G multiply-accumulates in ResNet50, and the features stay exact float.
+ * - Per weights, a calibration file may add a recipe (calibrate.ts, QuantRecipe): tensors kept in
+ *   fp32 (ResNet50: the stem's output) and an fp32 residual path (measured slower; not shipped).
  * - Every consumer of a quantized tensor gets its own DequantizeLinear (ONNX Runtime's QDQ
  *   selectors want one consumer per DQ node).
  */
