@@ -1,11 +1,14 @@
 /**
- * `npm run calibrate -- [--backbones resnet50,...] [--photos 300] [--method percentile|mse|minmax] [--tail 1e-5] SOURCE...`
+ * `npm run calibrate -- [--backbones resnet50,...] [--photos 300] [--method percentile|mse|minmax] [--tail 1e-5] [--residual-tail 1e-6] [--keep-float T1,T2] [--float-residual] SOURCE...`
  *
  * Measures the activation ranges the int8 graphs are quantized with: the fp32 graph of each
  * backbone's configured weights (CATDOG_WEIGHTS_<NAME> or the default) runs on `--photos`
  * labelled training photos (a seeded shuffle, seed 2018, of SOURCE: Kaggle zips or folders) and
  * models/calibration/<backbone>-<weights key>.json is written. The file lists the photos, so a
- * conformance check can use others.
+ * conformance check can use others. `--residual-tail` is the percentile tail of the residual
+ * path's tensors (Add inputs and outputs), where one photo's large values clip. `--keep-float` (tensors kept fp32) and `--float-residual`
+ * (fp32 Adds on the residual path) are the file's quantization recipe: chosen by measurement with
+ * scripts/int8-sensitivity.ts.
  */
 import { parseArgs } from 'node:util';
 import { BACKBONES } from '../src/model/backbones/index.ts';
@@ -26,10 +29,13 @@ const { values, positionals } = parseArgs({
     photos: { type: 'string', default: '300' },
     method: { type: 'string', default: 'percentile' },
     tail: { type: 'string' },
+    'residual-tail': { type: 'string' },
+    'keep-float': { type: 'string' },
+    'float-residual': { type: 'boolean', default: false },
   },
 });
 if (!positionals.length) {
-  console.error('usage: npm run calibrate -- [--backbones resnet50,inception_v3,xception] [--photos 300] [--method percentile|mse|minmax] SOURCE...');
+  console.error('usage: npm run calibrate -- [--backbones resnet50,inception_v3,xception] [--photos 300] [--method percentile|mse|minmax] [--tail 1e-5] [--residual-tail 1e-6] [--keep-float T1,T2] [--float-residual] SOURCE...');
   process.exit(2);
 }
 const method = values.method as CalibrationMethod;
@@ -47,9 +53,12 @@ try {
       method,
       modelsDir: model.modelsDir,
       tail: values.tail ? Number(values.tail) : undefined,
+      residualTail: values['residual-tail'] ? Number(values['residual-tail']) : undefined,
+      recipe: { keepFloat: values['keep-float'] ? values['keep-float'].split(',').map((t) => t.trim()) : undefined, floatResidual: values['float-residual'] || undefined },
       onProgress: (d, n, pass) => d % 50 === 0 && process.stderr.write(`${def.title}: pass ${pass}, ${d}/${n} photos\n`),
     });
-    console.log(`${def.title} (${resolved.label}): ${method} ranges of ${Object.keys(file.ranges).length} tensors on ${file.photos} photos in ${((performance.now() - t0) / 1000).toFixed(0)} s → ${path}`);
+    const recipe = file.recipe ? `, recipe ${JSON.stringify(file.recipe)}` : '';
+    console.log(`${def.title} (${resolved.label}): ${method} ranges of ${Object.keys(file.ranges).length} tensors on ${file.photos} photos in ${((performance.now() - t0) / 1000).toFixed(0)} s${recipe} → ${path}`);
   }
 } finally {
   await ds.close();

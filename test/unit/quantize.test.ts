@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,7 +6,50 @@ import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { HEAD_FORMAT, Head, type HeadFile } from '../../src/model/head.ts';
 import { PEAK_PROBES, probeInput, probeModel, probeModelInt8, type ProbeSpec } from '../../src/model/onnx/peak.ts';
-import { activationParams, decodeModel, planQuantization, quantizeKernel } from '../../src/model/onnx/quantize.ts';
+import onnxProto from 'onnx-proto';
+import { calibrate, calibrationId, planFor, rangesFrom, type CalibrationFile, type Histograms } from '../../src/model/onnx/calibrate.ts';
+import { activationParams, decodeModel, planQuantization, quantizeKernel, quantizeModel, residualTensors } from '../../src/model/onnx/quantize.ts';
+
+const { onnx } = onnxProto;
+
+/**
+ * A residual block in miniature: stem Conv → Relu (x) → Conv → Relu → Conv (b) → Add(b, x) →
+ * Relu (out) → GlobalAveragePool. 4 channels, 6x6.
+ */
+function residualModel(): Uint8Array {
+  const F = onnx.TensorProto.DataType.FLOAT;
+  const w = (name: string, seed: number) =>
+    onnx.TensorProto.create({ name, dims: [4, 4, 1, 1], dataType: F, rawData: new Uint8Array(Float32Array.from({ length: 16 }, (_, i) => Math.sin(i * 7 + seed) * 0.5).buffer) });
+  const vi = (name: string, dims: number[]) =>
+    onnx.ValueInfoProto.create({
+      name,
+      type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: F, shape: onnx.TensorShapeProto.create({ dim: dims.map((d) => onnx.TensorShapeProto.Dimension.create({ dimValue: d })) }) }) }),
+    });
+  const node = (opType: string, input: string[], output: string) => onnx.NodeProto.create({ opType, input, output: [output], name: output });
+  return onnx.ModelProto.encode(
+    onnx.ModelProto.create({
+      irVersion: 7,
+      opsetImport: [onnx.OperatorSetIdProto.create({ domain: '', version: 13 })],
+      graph: onnx.GraphProto.create({
+        name: 'residual',
+        node: [
+          node('Conv', ['input', 'k0'], 'stem'),
+          node('Relu', ['stem'], 'x'),
+          node('Conv', ['x', 'k1'], 'c1'),
+          node('Relu', ['c1'], 'r1'),
+          node('Conv', ['r1', 'k2'], 'b'),
+          node('Add', ['b', 'x'], 'sum'),
+          node('Relu', ['sum'], 'out'),
+          node('GlobalAveragePool', ['out'], 'y'),
+        ],
+        initializer: [w('k0', 0), w('k1', 1), w('k2', 2)],
+        input: [vi('input', [1, 4, 6, 6])],
+        output: [vi('y', [1, 4, 1, 1])],
+      }),
+    }),
+  ).finish();
+}
+const residualInput = () => Float32Array.from({ length: 4 * 36 }, (_, i) => Math.cos(i * 0.37));
 
 const small: ProbeSpec = { name: 'small', channels: 16, filters: 32, size: 20, kernel: 3 };
 
@@ -55,6 +99,81 @@ describe('int8 quantizer', () => {
     for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i])).toBeLessThan(0.02 * scale);
     await fp32.release();
     await int8.release();
+  });
+
+  it('finds the residual path: the Add inputs and its folded Relu, not the tensors inside the block', () => {
+    const m = decodeModel(residualModel());
+    const plan = planQuantization(m);
+    expect(plan.calibrated).toEqual(['x', 'r1', 'b', 'out']);
+    expect([...residualTensors(m, plan)].sort()).toEqual(['b', 'out', 'x']);
+  });
+
+  it('keeps the tensors a recipe names in fp32, and the convolutions reading only them', async () => {
+    const m = decodeModel(residualModel());
+    const plan = planFor(m, { recipe: { keepFloat: ['x'] } });
+    expect(plan.quantized).toEqual(['r1', 'b', 'out']); // c1 reads fp32 x: an fp32 Conv whose output is quantized
+    const { result } = await calibrate(residualModel(), 1, async () => residualInput(), [1, 4, 6, 6], { method: 'minmax', threads: 1 });
+    const q = decodeModel(quantizeModel(m, plan, new Map(Object.entries(result.ranges))));
+    const dqInputs = q.graph!.node!.filter((n) => n.opType === 'DequantizeLinear').map((n) => n.input![0]);
+    expect(dqInputs).not.toContain('x/q');
+    expect(dqInputs).toContain('k2/int8'); // the Conv reading r1 is int8
+    expect(dqInputs).not.toContain('k1/int8'); // the Conv reading x is not
+    expect(planFor(m, {}).quantized).toEqual(planQuantization(m).quantized);
+  });
+
+  it('fp32 residual path: the Add reads the identity in fp32 and its Relu stays an op', async () => {
+    const m = decodeModel(residualModel());
+    const plan = planQuantization(m, new Set(), { floatResidual: true });
+    expect(plan.quantized).toEqual(['x', 'r1', 'b', 'out']);
+    // Neither the Relu after the Add nor the one whose output the Add reads is folded.
+    expect([...plan.foldedRelu]).toEqual([['r1', 'c1']]);
+    const { result } = await calibrate(residualModel(), 1, async () => residualInput(), [1, 4, 6, 6], { method: 'minmax', threads: 1 });
+    const q = decodeModel(quantizeModel(m, plan, new Map(Object.entries(result.ranges))));
+    const add = q.graph!.node!.find((n) => n.opType === 'Add')!;
+    expect(add.input![1]).toBe('x'); // fp32 identity
+    expect(add.input![0]).toMatch(/^b\/dq/); // the block's last Conv is still quantized (QLinearConv)
+    expect(q.graph!.node!.filter((n) => n.opType === 'Relu').map((n) => n.output![0])).toEqual(['x', 'out']);
+    // And it runs, close to fp32.
+    const x = new ort.Tensor('float32', residualInput(), [1, 4, 6, 6]);
+    const a = await ort.InferenceSession.create(residualModel());
+    const b = await ort.InferenceSession.create(onnx.ModelProto.encode(q).finish());
+    const ya = (await a.run({ input: x })).y.data as Float32Array;
+    const yb = (await b.run({ input: x })).y.data as Float32Array;
+    for (let i = 0; i < 4; i++) expect(Math.abs(ya[i] - yb[i])).toBeLessThan(0.02 * Math.max(...ya.map(Math.abs)));
+    await a.release();
+    await b.release();
+  });
+
+  it('percentile cuts a tail per tensor when asked', () => {
+    // 1000 values: 999 in the first bin, 1 in the last; a 1e-2 tail cuts it, 1e-4 does not.
+    const hist = new Float64Array(4096);
+    hist[0] = 999;
+    hist[4095] = 1;
+    const h: Histograms = { names: ['a', 'b'], lo: Float64Array.of(0, 0), hi: Float64Array.of(4096, 4096), hist: [hist, hist.slice()], photos: 1 };
+    const r = rangesFrom(h, 'percentile', (n) => (n === 'a' ? 1e-2 : 1e-4));
+    expect(r.a.max).toBe(1);
+    expect(r.b.max).toBe(4096);
+    expect(rangesFrom(h, 'percentile', 1e-2)).toEqual({ a: r.a, b: r.a });
+  });
+
+  it('calibrates the residual path with its own tail, and only it', async () => {
+    const run = (o: { tail: number; residualTail?: number }) =>
+      calibrate(residualModel(), 1, async () => residualInput(), [1, 4, 6, 6], { method: 'percentile', threads: 1, ...o }).then((r) => r.result.ranges);
+    const wide = await run({ tail: 0 });
+    const cut = await run({ tail: 0.2 });
+    const mixed = await run({ tail: 0.2, residualTail: 0 });
+    expect(cut.r1.max).toBeLessThan(wide.r1.max); // the tail cuts something, on the residual path too
+    for (const t of ['x', 'b', 'out']) expect(cut[t]).not.toEqual(wide[t]);
+    expect(mixed.r1).toEqual(cut.r1); // inside the block: the main tail
+    for (const t of ['x', 'b', 'out']) expect(mixed[t]).toEqual(wide[t]); // residual path: its own
+  });
+
+  it("a calibration's identity covers its recipe and residual tail; a file without them keeps its old identity", () => {
+    const c: CalibrationFile = { format: 'catdog-calibration/1', backbone: 'resnet50', weightsId: 'w', method: 'percentile', tail: 1e-5, photos: 1, ranges: { a: { min: 0, max: 1 } }, photoKeys: [], date: '' };
+    const old = createHash('sha256').update(JSON.stringify({ method: c.method, tail: c.tail, weightsId: c.weightsId, ranges: c.ranges })).digest('hex');
+    expect(calibrationId(c)).toBe(old);
+    expect(calibrationId({ ...c, recipe: { keepFloat: ['a'] } })).not.toBe(old);
+    expect(calibrationId({ ...c, residualTail: 1e-6 })).not.toBe(old);
   });
 
   it('peak probes are big enough to time: at least 0.5 GMAC each', async () => {

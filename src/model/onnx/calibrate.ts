@@ -13,7 +13,7 @@ import { decodeImage } from '../../vision/decode.ts';
 import { resizeRGB, toTensorNCHW } from '../../vision/preprocess.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
 import { rng } from '../weights/generate.ts';
-import { decodeModel, planQuantization, withOutputs, type QuantPlan, type Range } from './quantize.ts';
+import { decodeModel, planQuantization, residualTensors, withOutputs, type QuantPlan, type Range } from './quantize.ts';
 
 export type CalibrationMethod = 'minmax' | 'percentile' | 'mse';
 export const CALIBRATION_METHODS: readonly CalibrationMethod[] = ['minmax', 'percentile', 'mse'];
@@ -32,6 +32,8 @@ export interface CalibrateOptions {
   method?: CalibrationMethod;
   /** Tail mass cut off at each end by `percentile`. */
   tail?: number;
+  /** `percentile`'s tail for the tensors on the residual path (see residualTensors); default `tail`. */
+  residualTail?: number;
   threads?: number;
   /** Quantize the graph input too (the peak probes: their one convolution must read int8). */
   quantizeInput?: boolean;
@@ -140,9 +142,10 @@ function histogramMse(h: Float64Array, lo: number, w: number, a: number, b: numb
  * - `mse`: the clipping range (searched over 128 shrink factors of the min-max range, keeping
  *   zero inside) with the least squared quantization error over all values.
  */
-export function rangesFrom(h: Histograms, method: CalibrationMethod, tail = DEFAULT_TAIL): Record<string, Range> {
+export function rangesFrom(h: Histograms, method: CalibrationMethod, tail: number | ((name: string) => number) = DEFAULT_TAIL): Record<string, Range> {
   const ranges: Record<string, Range> = {};
   h.names.forEach((n, k) => {
+    const cut = typeof tail === 'number' ? tail : tail(n);
     const lo = h.lo[k];
     const hi = h.hi[k];
     const hist = h.hist[k];
@@ -155,10 +158,10 @@ export function rangesFrom(h: Histograms, method: CalibrationMethod, tail = DEFA
       const total = hist.reduce((s, v) => s + v, 0);
       let acc = 0;
       let b0 = 0;
-      while (b0 < BINS - 1 && acc + hist[b0] <= tail * total) acc += hist[b0++];
+      while (b0 < BINS - 1 && acc + hist[b0] <= cut * total) acc += hist[b0++];
       acc = 0;
       let b1 = BINS - 1;
-      while (b1 > 0 && acc + hist[b1] <= tail * total) acc += hist[b1--];
+      while (b1 > 0 && acc + hist[b1] <= cut * total) acc += hist[b1--];
       ranges[n] = { min: b0 === 0 ? lo : lo + b0 * w, max: b1 === BINS - 1 ? hi : lo + (b1 + 1) * w };
       return;
     }
@@ -187,7 +190,10 @@ export async function calibrate(
 ): Promise<{ plan: QuantPlan; result: CalibrationResult }> {
   const method = o.method ?? 'percentile';
   const { plan, h } = await collectHistograms(fp32, count, input, inputShape, { histograms: method !== 'minmax', threads: o.threads, quantizeInput: o.quantizeInput, onProgress: o.onProgress });
-  return { plan, result: { method, photos: count, ranges: rangesFrom(h, method, o.tail) } };
+  const tail = o.tail ?? DEFAULT_TAIL;
+  const residual = o.residualTail === undefined ? null : residualTensors(decodeModel(fp32), plan);
+  const tails = residual ? (n: string) => (residual.has(n) ? o.residualTail! : tail) : tail;
+  return { plan, result: { method, photos: count, ranges: rangesFrom(h, method, tails) } };
 }
 
 /** A calibration as stored: models/calibration/<backbone>-<weights key>.json (committed for the shipped weights). */
@@ -197,6 +203,10 @@ export interface CalibrationFile extends CalibrationResult {
   /** Identity of the fp32 weights the ranges belong to. */
   weightsId: string;
   tail?: number;
+  /** `percentile`'s tail on the residual path, where it differs from `tail` (the ranges hold it already). */
+  residualTail?: number;
+  /** Mixed precision and the residual path (absent: everything quantizable in int8, QLinearAdd). */
+  recipe?: QuantRecipe;
   /** The photos (dataset keys) the ranges were measured on: a conformance check must use others. */
   photoKeys: string[];
   date: string;
@@ -211,10 +221,27 @@ export async function readCalibration(path: string): Promise<CalibrationFile | n
   return JSON.parse(await readFile(path, 'utf8')) as CalibrationFile;
 }
 
+/**
+ * How a backbone's graph is quantized beyond the ranges, chosen per weights by measurement
+ * (scripts/int8-sensitivity.ts), so it lives in the calibration file.
+ */
+export interface QuantRecipe {
+  /** Tensors kept fp32 (the convolutions reading only fp32 tensors then stay fp32). */
+  keepFloat?: string[];
+  /** fp32 Adds on the residual path (see QuantPlan.floatResidual). */
+  floatResidual?: boolean;
+}
+
+/** The quantization plan a calibration file asks for. */
+export function planFor(model: Parameters<typeof planQuantization>[0], c: Pick<CalibrationFile, 'recipe'>): QuantPlan {
+  return planQuantization(model, new Set(c.recipe?.keepFloat ?? []), { floatResidual: c.recipe?.floatResidual ?? false });
+}
+
 /** Content identity of a calibration: part of the int8 graph's weights identity. */
 export function calibrationId(c: CalibrationFile): string {
+  // The recipe joins the hash only when present, so a file without one keeps its identity.
   return createHash('sha256')
-    .update(JSON.stringify({ method: c.method, tail: c.tail, weightsId: c.weightsId, ranges: c.ranges }))
+    .update(JSON.stringify({ method: c.method, tail: c.tail, weightsId: c.weightsId, ranges: c.ranges, ...(c.residualTail !== undefined ? { residualTail: c.residualTail } : {}), ...(c.recipe ? { recipe: c.recipe } : {}) }))
     .digest('hex');
 }
 
@@ -241,7 +268,7 @@ export async function calibrateBackbone(
   weightsId: string,
   cacheKey: string,
   photos: { key: string; read(): Promise<Uint8Array> }[],
-  o: CalibrateOptions & { modelsDir?: string } = {},
+  o: CalibrateOptions & { modelsDir?: string; recipe?: QuantRecipe } = {},
 ): Promise<{ path: string; file: CalibrationFile }> {
   const s = definition.inputSize;
   const tensors: Float32Array[] = [];
@@ -264,7 +291,8 @@ export async function calibrateBackbone(
     backbone: definition.name,
     weightsId,
     ...result,
-    ...(result.method === 'percentile' ? { tail: o.tail ?? DEFAULT_TAIL } : {}),
+    ...(result.method === 'percentile' ? { tail: o.tail ?? DEFAULT_TAIL, ...(o.residualTail !== undefined ? { residualTail: o.residualTail } : {}) } : {}),
+    ...(o.recipe && (o.recipe.keepFloat?.length || o.recipe.floatResidual) ? { recipe: o.recipe } : {}),
     photoKeys: keys,
     date: new Date().toISOString(),
   };

@@ -13,6 +13,8 @@
  *   MaxPool and Pad outputs reuse their input's parameters, so ONNX Runtime runs them on uint8.
  * - Kept in fp32: the global average pooling, the features output and the ImageNet top (Gemm,
  *   Softmax): 2 M of 3.9 G multiply-accumulates in ResNet50, and the features stay exact float.
+ * - Per weights, a calibration file may add a recipe (calibrate.ts, QuantRecipe): tensors kept in
+ *   fp32 (ResNet50: the stem's output) and an fp32 residual path (measured slower; not shipped).
  * - Every consumer of a quantized tensor gets its own DequantizeLinear (ONNX Runtime's QDQ
  *   selectors want one consumer per DQ node).
  */
@@ -46,6 +48,19 @@ export interface QuantPlan {
   sameAs: Map<string, string>;
   /** Relu nodes folded into the quantization of their producer's output: relu output → producer output. */
   foldedRelu: Map<string, string>;
+  /**
+   * fp32 residual path: Adds run in fp32 and read the fp32 value of every input not produced by
+   * a Conv (the identity shortcut), the Relu after an Add stays an fp32 op, and only the
+   * convolutions reading its output see it quantized.
+   */
+  floatResidual?: boolean;
+}
+
+export interface PlanOptions {
+  /** Quantize the graph input too (the peak probes: their one convolution must read int8). */
+  quantizeInput?: boolean;
+  /** See QuantPlan.floatResidual. */
+  floatResidual?: boolean;
 }
 
 export interface Range {
@@ -72,7 +87,8 @@ function consumersOf(nodes: NodeProto[]): Map<string, NodeProto[]> {
  * Which tensors of an fp32 graph get quantized (and which need a calibrated range). Tensors in
  * `keepFloat` stay fp32: the Convs that read only fp32 tensors then stay fp32 Convs.
  */
-export function planQuantization(model: ModelProto, keepFloat: ReadonlySet<string> = new Set(), quantizeInput = false): QuantPlan {
+export function planQuantization(model: ModelProto, keepFloat: ReadonlySet<string> = new Set(), options: boolean | PlanOptions = false): QuantPlan {
+  const { quantizeInput = false, floatResidual = false } = typeof options === 'boolean' ? { quantizeInput: options } : options;
   const g = model.graph!;
   const nodes = g.node ?? [];
   const users = consumersOf(nodes);
@@ -98,8 +114,12 @@ export function planQuantization(model: ModelProto, keepFloat: ReadonlySet<strin
     if (op === 'Relu') {
       const src = n.input![0];
       const producer = nodes.find((p) => p.output?.[0] === src);
-      if (producer && (producer.opType === 'Conv' || producer.opType === 'Add') && (users.get(src) ?? []).length === 1) foldedRelu.set(out, src);
+      // With an fp32 residual path an Add reads the Relu's fp32 output, so that Relu must stay an op.
+      const readByAdd = floatResidual && (users.get(out) ?? []).some((u) => u.opType === 'Add');
+      const folds = producer && !readByAdd && (producer.opType === 'Conv' || (producer.opType === 'Add' && !floatResidual));
+      if (folds && (users.get(src) ?? []).length === 1) foldedRelu.set(out, src);
     }
+    if (op === 'Add' && floatResidual) continue; // an fp32 Add, its Relu quantizes
     if (OWN_RANGE.has(op)) {
       // A Conv/Add output consumed only by a folded Relu is quantized as the Relu's output instead.
       const u = users.get(out) ?? [];
@@ -113,7 +133,25 @@ export function planQuantization(model: ModelProto, keepFloat: ReadonlySet<strin
       isQ.add(out);
     }
   }
-  return { quantized, calibrated, sameAs, foldedRelu };
+  return { quantized, calibrated, sameAs, foldedRelu, ...(floatResidual ? { floatResidual } : {}) };
+}
+
+/**
+ * The calibrated tensors on the residual path: the inputs of every Add (a shortcut convolution's
+ * output, the last convolution of a block, the identity) and every Add's output (or the Relu
+ * folded into it). One photo's large values there clip in every later block.
+ */
+export function residualTensors(model: ModelProto, plan: QuantPlan): Set<string> {
+  const nodes = model.graph!.node ?? [];
+  const adds = nodes.filter((n) => n.opType === 'Add');
+  const around = new Set<string>();
+  for (const a of adds) {
+    for (const i of a.input ?? []) around.add(i);
+    around.add(a.output![0]);
+  }
+  const out = new Set<string>();
+  for (const t of plan.calibrated) if (around.has(t) || (plan.foldedRelu.has(t) && around.has(plan.foldedRelu.get(t)!))) out.add(t);
+  return out;
 }
 
 /** uint8 asymmetric parameters for a range (widened to hold 0, so zero padding is exact). */
@@ -215,10 +253,13 @@ export function quantizeModel(model: ModelProto, plan: QuantPlan, ranges: Map<st
   };
   const inputName = g.input![0].name!;
   if (qnames.has(inputName)) quantizeOut(inputName);
+  const producerOp = new Map<string, string>();
+  for (const n of g.node ?? []) for (const t of n.output ?? []) producerOp.set(t, n.opType!);
 
   for (const n of g.node ?? []) {
     if (n.opType === 'Relu' && plan.foldedRelu.has(n.output![0])) continue; // done by the Q after the producer
-    const inputs = (n.input ?? []).map((i) => (qnames.has(i) ? dq(i) : i));
+    const rawForAdd = (i: string) => plan.floatResidual === true && n.opType === 'Add' && producerOp.get(i) !== 'Conv';
+    const inputs = (n.input ?? []).map((i) => (qnames.has(i) && !rawForAdd(i) ? dq(i) : i));
     const outputs = (n.output ?? []).map((t) => rename.get(t) ?? t);
     if (n.opType === 'Conv' && qnames.has(n.input![0])) {
       const kName = n.input![1];

@@ -13,9 +13,9 @@ import type { BackboneDefinition } from '../backbones/types.ts';
 import { bindWeights } from '../weights/bind.ts';
 import { readWeights, resolveWeights, type ResolvedWeights } from '../weights/sources.ts';
 import { ModelError } from '../../errors.ts';
-import { calibrationId, calibrationPath, readCalibration } from './calibrate.ts';
+import { calibrationId, calibrationPath, planFor, readCalibration, type QuantRecipe } from './calibrate.ts';
 import { exportOnnx } from './export.ts';
-import { decodeModel, planQuantization, QUANT_VERSION, quantizeModel, type Range } from './quantize.ts';
+import { decodeModel, QUANT_VERSION, quantizeModel, type Range } from './quantize.ts';
 
 /** Bumped whenever the exporter's output changes, so cached graphs are rebuilt. */
 export const EXPORT_VERSION = 2; // 2: any input size for backbones with `anySize`
@@ -103,7 +103,7 @@ interface Sidecar {
   /** int8: the quantizer version, the fp32 weights' id and how the activations were calibrated. */
   quantVersion?: number;
   fp32WeightsId?: string;
-  calibration?: { method: string; photos: number; tail?: number; file: string };
+  calibration?: { method: string; photos: number; tail?: number; file: string; recipe?: QuantRecipe };
 }
 
 /** Builds (or finds in the cache) the ONNX graph for a backbone's weights. */
@@ -171,7 +171,7 @@ export async function ensureInt8(
   }
   const t0 = performance.now();
   const model = decodeModel(await readFile(fp32.path));
-  const plan = planQuantization(model);
+  const plan = planFor(model, cal);
   const bytes = quantizeModel(model, plan, new Map<string, Range>(Object.entries(cal.ranges)), { weightBits: INT8_WEIGHT_BITS });
   const tmp = `${onnxPath}.${process.pid}.tmp`;
   await writeFile(tmp, bytes);
@@ -184,7 +184,7 @@ export async function ensureInt8(
     precision: 'int8',
     quantVersion: QUANT_VERSION,
     fp32WeightsId: fp32.sidecar.weightsId,
-    calibration: { method: cal.method, photos: cal.photos, tail: cal.tail, file: calPath },
+    calibration: { method: cal.method, photos: cal.photos, tail: cal.tail, file: calPath, ...(cal.recipe ? { recipe: cal.recipe } : {}) },
   };
   await writeFile(`${sidecarPath}.${process.pid}.tmp`, JSON.stringify(sidecar, null, 1));
   await rename(`${sidecarPath}.${process.pid}.tmp`, sidecarPath);
