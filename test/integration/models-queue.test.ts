@@ -1,10 +1,10 @@
 /**
  * Model operations asked by a gateway run where the registry lives, the jobs worker, as jobs on
  * `catdog-models` (src/scale/models.ts): the asking side holds no registry at all. Our own
- * redis-server; the registry a temporary copy of the shipped one (two models and a history).
+ * redis-server; the registry a temporary copy of the shipped one (its active model and the one before it).
  */
 import type { ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -32,6 +32,8 @@ beforeAll(async () => {
   if (!redisServerBin) return;
   root = mkdtempSync(join(tmpdir(), 'catdog-models-queue-'));
   cpSync(join(repoRoot, 'models', 'registry'), join(root, 'registry'), { recursive: true });
+  // The shipped active model with exactly one earlier one, however long the shipped history is.
+  writeFileSync(join(root, 'registry', 'active.json'), JSON.stringify({ active: newer, history: [older] }, null, 2));
   registry = new Registry(join(root, 'registry'));
   mkdirSync(join(root, 'redis'));
   const port = await freePort();
