@@ -7,6 +7,7 @@
  * top-1 agreement, with the photo count. `--offset N` starts after the first N held-out photos (a
  * second set, away from the first one).
  */
+import { argmax, cosine } from '../src/model/vectors.ts';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { BACKBONES } from '../src/model/backbones/index.ts';
@@ -24,18 +25,6 @@ import { decodeImage } from '../src/vision/decode.ts';
 import { resizeRGB, toTensorNCHW } from '../src/vision/preprocess.ts';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { photos: { type: 'string', default: '1000' }, offset: { type: 'string', default: '0' }, backbones: { type: 'string', default: 'resnet50' } } });
-export function cosine(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return d / Math.sqrt(na * nb);
-}
-const argmax = (x: Float32Array) => x.reduce((best, v, i) => (v > x[best] ? i : best), 0);
 const ds = await openDataset(positionals);
 void ort;
 for (const name of values.backbones.split(',')) {

@@ -19,6 +19,7 @@
  * Parts combine with `+`, e.g. `res+keep:conv1_relu`. `--time`: batch-1 ms of fp32 and every
  * variant, loaded together and run round-robin, and the ratios.
  */
+import { argmax, cosine } from '../src/model/vectors.ts';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -108,18 +109,6 @@ async function runAll(bytes: Uint8Array | string, inputs: Float32Array[]): Promi
   await s.release();
   return res;
 }
-function cosine(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return d / Math.sqrt(na * nb);
-}
-const argmax = (x: Float32Array) => x.reduce((best, v, i) => (v > x[best] ? i : best), 0);
 
 const model = decodeModel(await readFile(fp32Graph.path));
 

@@ -13,6 +13,7 @@
  * counts as false) and on photos of neither (`scripts/neither.ts`). A head records the rule it was
  * shipped with; a head without one uses 'top10'.
  */
+import { cosine } from './vectors.ts';
 import { isCatOrDogClass, topK } from './imagenet.ts';
 
 export type NeitherRule =
@@ -47,17 +48,7 @@ export function isNeither(rule: NeitherRule, probs: readonly ArrayLike<number>[]
 /** Cosine similarity of a feature vector to the nearest of the centroids. */
 export function centroidSimilarity(x: ArrayLike<number>, centroids: readonly ArrayLike<number>[]): number {
   let best = -1;
-  for (const c of centroids) {
-    let ab = 0;
-    let aa = 0;
-    let bb = 0;
-    for (let j = 0; j < c.length; j++) {
-      ab += x[j]! * c[j]!;
-      aa += x[j]! * x[j]!;
-      bb += c[j]! * c[j]!;
-    }
-    best = Math.max(best, aa && bb ? ab / Math.sqrt(aa * bb) : 0);
-  }
+  for (const c of centroids) best = Math.max(best, cosine(x, c));
   return best;
 }
 

@@ -5,6 +5,7 @@
  * scripts/int8-conformance.ts; this is the quick check.) And the shipped fp32 head is refused
  * on int8 features.
  */
+import { argmax, cosine } from '../../src/model/vectors.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resnet50 } from '../../src/model/backbones/resnet50.ts';
 import { Classifier } from '../../src/model/classifier.ts';
@@ -20,18 +21,6 @@ import { requireShared } from '../helpers/shared.ts';
 const zip = requireShared('data', 'dogs-vs-cats', 'train.zip');
 const PHOTOS = 32;
 
-function cosine(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return d / Math.sqrt(na * nb);
-}
-const argmax = (x: Float32Array) => x.reduce((best, v, i) => (v > x[best] ? i : best), 0);
 
 describe.skipIf(!zip)('int8 ResNet50 vs fp32 on real photos', () => {
   let fp32: LoadedBackbone;

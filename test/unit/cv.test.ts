@@ -26,6 +26,16 @@ import {
 import { FeatureCache } from '../../src/train/feature-cache.ts';
 import { answeredWrong, worstCaption, worstTitle } from '../../src/train/score.ts';
 
+/** A one-feature ResNet50 head (kernel 1 on feature 0, bias 0.5) with `over` on top. */
+const base = (over: Partial<HeadFile>): HeadFile => ({
+  format: HEAD_FORMAT,
+  backbones: ['resnet50'],
+  featureSize: 2048,
+  kernel: Array.from({ length: 2048 }, (_, i) => (i === 0 ? 1 : 0)),
+  bias: 0.5,
+  ...over,
+});
+
 describe('views', () => {
   it('names, parses and codes views; 224 keeps the original cache codes 0 and 1', () => {
     expect(parseViews('224,224f,288,288f').map(viewName)).toEqual(['224', '224f', '288', '288f']);
@@ -208,14 +218,6 @@ describe('"neither" rules', () => {
 });
 
 describe('head with views, calibration and a neither rule', () => {
-  const base = (over: Partial<HeadFile>): HeadFile => ({
-    format: HEAD_FORMAT,
-    backbones: ['resnet50'],
-    featureSize: 2048,
-    kernel: Array.from({ length: 2048 }, (_, i) => (i === 0 ? 1 : 0)),
-    bias: 0.5,
-    ...over,
-  });
   it('applies the calibration to the logit and reads views and rule', () => {
     const h = new Head(base({ views: ['224', '224f', '288'], calibration: { kind: 'platt', a: 0.5, b: -0.25 }, neither: { rule: 'mass', threshold: 0.02 } }));
     const x = new Float32Array(2048);
@@ -233,14 +235,6 @@ describe('head with views, calibration and a neither rule', () => {
 });
 
 describe('stacking with ImageNet\'s cat-vs-dog logit', () => {
-  const base = (over: Partial<HeadFile>): HeadFile => ({
-    format: HEAD_FORMAT,
-    backbones: ['resnet50'],
-    featureSize: 2048,
-    kernel: Array.from({ length: 2048 }, (_, i) => (i === 0 ? 1 : 0)),
-    bias: 0.5,
-    ...over,
-  });
   const probs = (dog: number, cat: number) => {
     const p = new Float32Array(1000).fill((1 - dog - cat) / (1000 - 125));
     for (let k = DOG_CLASSES.first; k <= DOG_CLASSES.last; k++) p[k] = dog / 118;
