@@ -295,14 +295,25 @@ export const applyCalibration = (c: Calibration, z: number): number => c.a * z +
  * folds' OOF logits and applied to this fold's. Returns the calibrated OOF logits.
  */
 export function crossFitCalibration(z: ArrayLike<number>, y: ArrayLike<number>, folds: Int32Array, kind: Calibration['kind']): Float64Array {
+  return crossFit(
+    folds,
+    (tr) => fitCalibration(tr.map((i) => z[i]!), tr.map((i) => y[i]!), kind),
+    (c, i) => applyCalibration(c, z[i]!),
+  );
+}
+
+/**
+ * Cross-fitting: for each fold, `fit` on the other folds' rows (indices), then `apply` to each of
+ * this fold's rows. Returns one value per row.
+ */
+function crossFit<M>(folds: Int32Array, fit: (train: number[]) => M, apply: (m: M, i: number) => number): Float64Array {
   const k = Math.max(...folds) + 1;
-  const out = new Float64Array(z.length);
+  const out = new Float64Array(folds.length);
   for (let f = 0; f < k; f++) {
-    const zi: number[] = [];
-    const yi: number[] = [];
-    for (let i = 0; i < z.length; i++) if (folds[i] !== f) zi.push(z[i]!), yi.push(y[i]!);
-    const c = fitCalibration(zi, yi, kind);
-    for (let i = 0; i < z.length; i++) if (folds[i] === f) out[i] = applyCalibration(c, z[i]!);
+    const tr: number[] = [];
+    for (let i = 0; i < folds.length; i++) if (folds[i] !== f) tr.push(i);
+    const m = fit(tr);
+    for (let i = 0; i < folds.length; i++) if (folds[i] === f) out[i] = apply(m, i);
   }
   return out;
 }
@@ -348,15 +359,7 @@ export const applyStack = (s: Stack, cols: readonly ArrayLike<number>[], i: numb
 
 /** Stacking judged out of fold: each fold's stack is fitted on the other folds' OOF columns. */
 export function crossFitStack(cols: readonly ArrayLike<number>[], y: ArrayLike<number>, folds: Int32Array): Float64Array {
-  const k = Math.max(...folds) + 1;
-  const out = new Float64Array(y.length);
-  for (let f = 0; f < k; f++) {
-    const tr: number[] = [];
-    for (let i = 0; i < y.length; i++) if (folds[i] !== f) tr.push(i);
-    const s = fitStack(cols, y, tr);
-    for (let i = 0; i < y.length; i++) if (folds[i] === f) out[i] = applyStack(s, cols, i);
-  }
-  return out;
+  return crossFit(folds, (tr) => fitStack(cols, y, tr), (st, i) => applyStack(st, cols, i));
 }
 
 /** The probability clip [eps, 1 − eps] with the lowest log loss on `p` (idx: rows to judge), from a small grid. */
@@ -377,15 +380,15 @@ export function bestClip(y: ArrayLike<number>, p: ArrayLike<number>, idx?: Array
 
 /** Clipping judged out of fold: each fold's clip is chosen on the other folds. Returns clipped probabilities. */
 export function crossFitClip(y: ArrayLike<number>, p: ArrayLike<number>, folds: Int32Array): { p: Float64Array; eps: number[] } {
-  const k = Math.max(...folds) + 1;
-  const out = Float64Array.from(p as ArrayLike<number>);
   const eps: number[] = [];
-  for (let f = 0; f < k; f++) {
-    const tr: number[] = [];
-    for (let i = 0; i < y.length; i++) if (folds[i] !== f) tr.push(i);
-    const e = bestClip(y, p, tr);
-    eps.push(e);
-    for (let i = 0; i < y.length; i++) if (folds[i] === f) out[i] = Math.min(1 - e, Math.max(e, p[i]!));
-  }
-  return { p: out, eps };
+  const clipped = crossFit(
+    folds,
+    (tr) => {
+      const e = bestClip(y, p, tr);
+      eps.push(e);
+      return e;
+    },
+    (e, i) => Math.min(1 - e, Math.max(e, p[i]!)),
+  );
+  return { p: clipped, eps };
 }
