@@ -108,8 +108,8 @@ interface Row {
 const rows: Row[] = [];
 const comparisons: { step: string; base: string; all: ReturnType<typeof pairedCompare>; px200: ReturnType<typeof pairedCompare> }[] = [];
 
-function record(name: string, logits: Float64Array, seconds: number, extra: Partial<Row> = {}): Row {
-  const p = probsOf(logits);
+/** p: the probabilities scored (default: the logits' own; a clip changes them, not the logits). */
+function record(name: string, logits: Float64Array, seconds: number, extra: Partial<Row> = {}, p = probsOf(logits)): Row {
   const r: Row = { name, logits, p, all: metricsOf(data.y, p), px200: metricsOf(data.y, p, small), seconds, ...extra };
   rows.push(r);
   log(`${name}: OOF log loss ${r.all.logloss.toFixed(4)}, accuracy ${(r.all.accuracy * 100).toFixed(2)}%; 200 px photos ${r.px200.logloss.toFixed(4)} / ${(r.px200.accuracy * 100).toFixed(2)}%${r.l2 !== undefined ? `; l2 ${r.l2}` : ''} (${seconds.toFixed(0)} s)`);
@@ -181,16 +181,12 @@ if (values.stack) {
   // H. Stacking, cross-fitted: the head's OOF logit with ImageNet's own cat-vs-dog logit (fc1000,
   // already computed for "neither"), P = sigmoid(a·z + c·z_imagenet + b).
   const zi = Float64Array.from(items, (_, i) => imagenetDogLogitOf(i));
-  const zImg = record('H0. ImageNet cat-vs-dog logit alone (cross-fitted Platt)', crossFitStack([zi], data.y, folds), 0);
-  void zImg;
+  record('H0. ImageNet cat-vs-dog logit alone (cross-fitted Platt)', crossFitStack([zi], data.y, folds), 0);
   const h = record(`H. ${last.name.slice(0, 3)} stacked with the ImageNet cat-vs-dog logit (cross-fitted)`, crossFitStack([last.logits, zi], data.y, folds), 0, { l2: last.l2 });
   compare('H stacked vs head alone', last, h);
   const best = h.all.logloss < last.all.logloss ? h : last;
   const c = crossFitClip(data.y, best.p, folds);
-  const pc = c.p;
-  const rc: Row = { name: `I. ${best.name.slice(0, 3)} + probability clip (cross-fitted, eps per fold ${c.eps.join('/')})`, logits: best.logits, p: pc, all: metricsOf(data.y, pc), px200: metricsOf(data.y, pc, small), seconds: 0 };
-  rows.push(rc);
-  log(`${rc.name}: OOF log loss ${rc.all.logloss.toFixed(4)}, accuracy ${(rc.all.accuracy * 100).toFixed(2)}%; 200 px photos ${rc.px200.logloss.toFixed(4)} / ${(rc.px200.accuracy * 100).toFixed(2)}%`);
+  const rc = record(`I. ${best.name.slice(0, 3)} + probability clip (cross-fitted, eps per fold ${c.eps.join('/')})`, best.logits, 0, {}, c.p);
   compare('I clip vs unclipped', best, rc);
 }
 
