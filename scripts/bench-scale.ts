@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { FakeDiscord, makeUser, type RecordedRequest } from '../test/helpers/fake-discord.ts';
+import { FakeDiscord, fakeDiscordEnv, makeUser, type RecordedRequest } from '../test/helpers/fake-discord.ts';
 import { freePort, redisServerBin, runTs, startRedis, stopProcess, type Proc } from '../test/helpers/processes.ts';
 import { repoRoot, sharedPath } from '../test/helpers/shared.ts';
 import { copyPhotos, temporaryModelsDir, trainingNames } from '../test/helpers/training-photos.ts';
@@ -146,14 +146,7 @@ async function measure(mode: string, trainDir: string): Promise<ModeResult> {
 
 function baseEnv(dataDir: string, trainDir: string): Record<string, string> {
   return {
-    DISCORD_TOKEN: fake.token,
-    DISCORD_APP_ID: fake.appId,
-    DISCORD_GUILD_ID: fake.guild().id,
-    DISCORD_API_URL: fake.apiUrl,
-    ATTACHMENT_HOSTS: '127.0.0.1',
-    PORT: '0',
-    WEB_HOST: '127.0.0.1',
-    DATA_DIR: dataDir,
+    ...fakeDiscordEnv(fake, dataDir),
     RATE_BURST: '0',
     QUEUE_SIZE: '200',
     ADMIN_USER_IDS: '100000000000000042',

@@ -15,6 +15,7 @@ import { openDataset } from '../../src/train/dataset.ts';
 import { extractFeatures } from '../../src/train/features.ts';
 import { score } from '../../src/train/score.ts';
 import { train } from '../../src/train/train.ts';
+import type { CvOptions } from '../../src/train/train-cv.ts';
 import { parseViews } from '../../src/model/views.ts';
 import { repoRoot, requireShared } from '../helpers/shared.ts';
 
@@ -53,6 +54,10 @@ beforeAll(async () => {
 afterAll(async () => {
   await classifier?.close();
 });
+
+/** `catdog train --folds` on the 48-photo slice into the test's registry. */
+const trainCvOnSlice = (cacheDir: string, reports: string, l2: number[], cv: CvOptions) =>
+  train({ sources: [join(work, 'slice')], classifier: classifier!, cacheDir, registry, outDir: join(work, reports), l2, cv });
 
 describe('feature extraction', () => {
   it('resumes after an interruption and computes each photo exactly once', async (ctx) => {
@@ -156,15 +161,7 @@ describe('training, promotion and scoring', () => {
   it('with --folds: chooses by grouped cross-validation over several views, records it, and scores with those views', async (ctx) => {
     if (!ready) return ctx.skip();
     const cacheDir = join(work, 'cache-train');
-    const r = await train({
-      sources: [join(work, 'slice')],
-      classifier: classifier!,
-      cacheDir,
-      registry,
-      outDir: join(work, 'reports-cv'),
-      l2: [0.1, 0.01],
-      cv: { folds: 3, views: parseViews('224,224f,288'), calibration: 'auto', neither: { rule: 'mass', threshold: 0.005 } },
-    });
+    const r = await trainCvOnSlice(cacheDir, 'reports-cv', [0.1, 0.01], { folds: 3, views: parseViews('224,224f,288'), calibration: 'auto', neither: { rule: 'mass', threshold: 0.005 } });
     expect(r.cv).toMatchObject({ folds: 3, views: ['224', '224f', '288'] });
     // Every readable photo is predicted out of fold, flagged ones included; training leaves those out.
     expect(r.valCount).toBe(48);
@@ -191,15 +188,7 @@ describe('training, promotion and scoring', () => {
   it('--stack imagenet: the head stacks ResNet50\'s cat-vs-dog logit, and scoring from the cache answers exactly as classifying the photo does', async (ctx) => {
     if (!ready) return ctx.skip();
     const cacheDir = join(work, 'cache-train');
-    const r = await train({
-      sources: [join(work, 'slice')],
-      classifier: classifier!,
-      cacheDir,
-      registry,
-      outDir: join(work, 'reports-stack'),
-      l2: [0.01],
-      cv: { folds: 3, views: parseViews('224,224f,288'), stack: 'imagenet' },
-    });
+    const r = await trainCvOnSlice(cacheDir, 'reports-stack', [0.01], { folds: 3, views: parseViews('224,224f,288'), stack: 'imagenet' });
     expect(r.cv?.calibration).toBe('stack');
     expect(r.head.stack).toBeDefined();
     expect(r.head.calibration).toBeUndefined();
