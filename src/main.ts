@@ -229,18 +229,7 @@ export async function main(options: MainOptions = {}): Promise<App> {
 
 const isEntry = process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isEntry) {
-  const dotenv = await import('dotenv');
-  dotenv.config({ quiet: true });
-  try {
-    // CATDOG_ROLE picks the role; embedded (the default) comes back to main().
-    const { runRole } = await import('./scale/roles.ts');
-    await runRole(undefined, undefined, (o) => main(o));
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\nSee .env.example for what each variable means.\n`);
-      process.exit(2);
-    }
-    process.stderr.write(`catdog could not start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  }
+  // CATDOG_ROLE picks the role; embedded (the default) comes back to main().
+  const { runEntry } = await import('./scale/roles.ts');
+  await runEntry(undefined, (o) => main(o));
 }

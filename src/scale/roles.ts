@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { ShardingManager } from 'discord.js';
 import type { Log } from '../bot/services.ts';
 import { loadConfig, processEnv, type Config, type Env, type Role } from '../config.ts';
+import { ConfigError } from '../errors.ts';
 import { startGateway, startWebRole } from './doors.ts';
 import { tsExecArgv } from './fork.ts';
 import { startInferenceWorker, type RunningRole } from './inference-worker.ts';
@@ -85,6 +86,26 @@ function timestamped(line: string): void {
 }
 
 /** The entry: reads the configuration, starts the role, stops it on SIGTERM/SIGINT (exit 0 when it stopped cleanly). */
+/**
+ * A process entry (`npm start`, `npm run start:<role>`): reads .env, then runs the role (CATDOG_ROLE
+ * or `roleArg`). A configuration problem exits 2 with the list of problems; any other failure to
+ * start exits 1.
+ */
+export async function runEntry(roleArg: string | undefined, embedded?: (options: { env: Env }) => Promise<unknown>): Promise<void> {
+  const dotenv = await import('dotenv');
+  dotenv.config({ quiet: true });
+  try {
+    await runRole(roleArg, processEnv(), embedded);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\nSee .env.example for what each variable means.\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`catdog could not start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  }
+}
+
 export async function runRole(
   roleArg: string | undefined,
   env: Env = processEnv(),
