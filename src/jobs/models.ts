@@ -5,9 +5,9 @@
  * the next request answers with the new model — no restart, no failed request (requests in
  * flight finish with the head they started with). Operations run one at a time.
  */
-import type { Head, HeadFile } from '../model/head.ts';
+import { headPrecisions, type Head, type HeadFile } from '../model/head.ts';
 import type { Registry } from '../model/registry.ts';
-import type { BackboneName } from '../model/types.ts';
+import { precisionLabel, type BackboneName } from '../model/types.ts';
 
 export interface ModelView {
   id: string;
@@ -16,8 +16,8 @@ export interface ModelView {
   recipe: string | null;
   tta: 'none' | 'flip';
   backbones: string[];
-  /** Precision of the backbone features the head was trained on. */
-  precision: 'fp32' | 'int8';
+  /** Precision of the backbone features the head was trained on, in words (precisionLabel). */
+  precision: string;
   photos: number | null;
   sources: string[];
   valLoss: number | null;
@@ -37,7 +37,7 @@ export function modelView(id: string, head: HeadFile, active: boolean): ModelVie
     recipe: typeof meta.recipe === 'string' ? meta.recipe : null,
     tta: head.tta ?? 'none',
     backbones: head.backbones,
-    precision: head.precision ?? 'fp32',
+    precision: precisionLabel(headPrecisions(head), head.backbones),
     photos: num(meta.photos),
     sources: Array.isArray(meta.sources) ? meta.sources.map(String) : [],
     valLoss: num(metrics.valLoss),

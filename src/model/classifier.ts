@@ -16,6 +16,7 @@ import { Head, loadHead } from './head.ts';
 import { readImagenetLabels, topK } from './imagenet.ts';
 import { isNeither } from './neither.ts';
 import { loadBackbone, runBackbone, type BackboneInfo, type LoadedBackbone, type Precision, type RuntimeOptions } from './onnx/session.ts';
+import { precisionLabel, type Precisions } from './types.ts';
 import { Registry } from './registry.ts';
 import { modelSettings, type ModelSettings } from './settings.ts';
 import type { BackboneName, ImageClassifier, ImagenetGuess, Prediction } from './types.ts';
@@ -48,8 +49,10 @@ export interface ClassifierOptions {
 
 export interface ClassifierInfo {
   backbones: BackboneName[];
-  /** fp32 or int8 backbone graphs. */
-  precision: Precision;
+  /** The precision each backbone runs in. */
+  precisions: Precisions;
+  /** The same in words (precisionLabel). */
+  precision: string;
   backboneInfo: BackboneInfo[];
   /** Identity of the active head, or null when none is loaded. */
   model: string | null;
@@ -118,10 +121,7 @@ export class Classifier implements ImageClassifier {
     const configured = options.backbones ?? settings.backbones;
     const backbones = configured ?? head?.backbones ?? ['resnet50'];
     const precision = options.precision ?? settings.precision;
-    if (head) {
-      head.checkBackbones(backbones);
-      head.checkPrecision(precision);
-    }
+    if (head) head.checkBackbones(backbones);
     const runtime: RuntimeOptions & { log?: (line: string) => void } = {
       threads: options.threads ?? settings.threads,
       spin: options.spin ?? settings.spin,
@@ -135,6 +135,14 @@ export class Classifier implements ImageClassifier {
       const spec = options.weights?.[name] ?? settings.weights[name] ?? BACKBONES[name].defaultWeights;
       loaded.push(await loadBackbone(BACKBONES[name], spec, runtime));
     }
+    if (head) {
+      try {
+        head.checkPrecision(Object.fromEntries(loaded.map((b) => [b.definition.name, b.info.precision])));
+      } catch (e) {
+        for (const b of loaded) await b.session.release();
+        throw e;
+      }
+    }
     let labels: string[] | null = null;
     const resnet = loaded.find((b) => b.definition.name === 'resnet50' && b.info.hasTop);
     const labelsDir = resnetImagenetDir(settings.modelsDir);
@@ -146,9 +154,14 @@ export class Classifier implements ImageClassifier {
     return this.loaded.map((b) => b.definition.name);
   }
 
-  /** fp32 or int8: the precision every backbone of this classifier runs in. */
-  get precision(): Precision {
-    return this.options.precision ?? 'fp32';
+  /** The precision each backbone runs in (int8 falls back to fp32 where the weights have no calibration). */
+  get precisions(): Precisions {
+    return Object.fromEntries(this.loaded.map((b) => [b.definition.name, b.info.precision]));
+  }
+
+  /** In words: "int8", "fp32", or each backbone's (precisionLabel). */
+  get precision(): string {
+    return precisionLabel(this.precisions, this.backbones);
   }
 
   /** The 1000 ImageNet class names, when ResNet50's top is loaded. */
@@ -163,6 +176,7 @@ export class Classifier implements ImageClassifier {
   info(): ClassifierInfo {
     return {
       backbones: this.backbones,
+      precisions: this.precisions,
       precision: this.precision,
       backboneInfo: this.loaded.map((b) => b.info),
       model: this.head ? headId(this.head) : null,
@@ -174,7 +188,7 @@ export class Classifier implements ImageClassifier {
   setHead(head: Head | null): void {
     if (head) {
       head.checkBackbones(this.backbones);
-      head.checkPrecision(this.precision);
+      head.checkPrecision(this.precisions);
     }
     this.head = head;
   }

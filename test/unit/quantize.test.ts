@@ -195,12 +195,28 @@ describe('head precision', () => {
   it('a head without a precision is an fp32 head, and refuses int8 features', () => {
     const h = new Head(file());
     expect(h.precision).toBe('fp32');
-    expect(() => h.checkPrecision('fp32')).not.toThrow();
-    expect(() => h.checkPrecision('int8')).toThrow(/trained on fp32 backbone features, but the backbones run in int8.*CATDOG_PRECISION=fp32/);
+    expect(() => h.checkPrecision({ resnet50: 'fp32' })).not.toThrow();
+    expect(() => h.checkPrecision({ resnet50: 'int8' })).toThrow(/trained on fp32 backbone features, but the backbones run in int8.*CATDOG_PRECISION=fp32/);
   });
 
   it('an int8 head refuses fp32 features; an unknown precision is not a head', () => {
-    expect(() => new Head(file('int8')).checkPrecision('fp32')).toThrow(/trained on int8/);
+    expect(() => new Head(file('int8')).checkPrecision({ resnet50: 'fp32' })).toThrow(/trained on int8/);
     expect(() => new Head({ ...file(), precision: 'fp16' as 'fp32' })).toThrow(/precision is "fp16"/);
+  });
+
+  it('a head trained on int8 ResNet50 and fp32 InceptionV3 (no calibration) answers only for that mix, and says so', () => {
+    const mixed: HeadFile = {
+      format: HEAD_FORMAT,
+      backbones: ['resnet50', 'inception_v3'],
+      featureSize: 4096,
+      kernel: Array(4096).fill(0),
+      bias: 0,
+      precision: { resnet50: 'int8', inception_v3: 'fp32' },
+    };
+    const h = new Head(mixed);
+    expect(h.precision).toBe('resnet50 int8 + inception_v3 fp32');
+    expect(() => h.checkPrecision({ resnet50: 'int8', inception_v3: 'fp32' })).not.toThrow();
+    expect(() => h.checkPrecision({ resnet50: 'int8', inception_v3: 'int8' })).toThrow(/trained on resnet50 int8 \+ inception_v3 fp32 backbone features, but the backbones run in int8/);
+    expect(() => new Head({ ...mixed, precision: { resnet50: 'int8', xception: 'fp32' } })).toThrow(/precision is/);
   });
 });

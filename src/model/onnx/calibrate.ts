@@ -13,7 +13,8 @@ import { decodeImage } from '../../vision/decode.ts';
 import { resizeRGB, toTensorNCHW } from '../../vision/preprocess.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
 import { rng } from '../weights/generate.ts';
-import { decodeModel, planQuantization, residualTensors, withOutputs, type QuantPlan, type Range } from './quantize.ts';
+import { applyRoundingDeltas, collectHessians, gptqKernel, quantizedConvs, roundingDeltas } from './gptq.ts';
+import { decodeModel, planQuantization, quantizeKernel, residualTensors, withOutputs, type QuantPlan, type Range } from './quantize.ts';
 
 export type CalibrationMethod = 'minmax' | 'percentile' | 'mse';
 export const CALIBRATION_METHODS: readonly CalibrationMethod[] = ['minmax', 'percentile', 'mse'];
@@ -207,6 +208,8 @@ export interface CalibrationFile extends CalibrationResult {
   residualTail?: number;
   /** Mixed precision and the residual path (absent: everything quantizable in int8, QLinearAdd). */
   recipe?: QuantRecipe;
+  /** Kernels rounded by GPTQ on the calibration photos (absent: round-to-nearest). */
+  rounding?: RoundingInfo;
   /** The photos (dataset keys) the ranges were measured on: a conformance check must use others. */
   photoKeys: string[];
   date: string;
@@ -232,6 +235,49 @@ export interface QuantRecipe {
   floatResidual?: boolean;
 }
 
+/**
+ * GPTQ rounding of the int8 kernels (gptq.ts), stored beside the calibration file as the
+ * brotli-compressed integers by which it differs from round-to-nearest.
+ */
+export interface RoundingInfo {
+  method: 'gptq';
+  /** File name, in the calibration file's folder. */
+  file: string;
+  /** sha256 of that file: part of the calibration's identity. */
+  sha256: string;
+  /** Input patches per photo and layer, at most. */
+  positions: number;
+  /** Fraction of the Hessian's mean diagonal added to it. */
+  damp: number;
+}
+
+export const DEFAULT_GPTQ = { positions: 64, damp: 0.01 };
+
+export function roundingPath(calibrationFile: string, r: RoundingInfo): string {
+  return join(dirname(calibrationFile), r.file);
+}
+
+/**
+ * The GPTQ kernels a calibration file names (undefined when it rounds to nearest), checked
+ * against the sha256 it records, for the graph and plan they were made on.
+ */
+export async function roundedKernels(calibrationFile: string, c: Pick<CalibrationFile, 'rounding'>, model: Parameters<typeof planQuantization>[0], plan: QuantPlan): Promise<Map<string, Int8Array> | undefined> {
+  if (!c.rounding) return undefined;
+  const path = roundingPath(calibrationFile, c.rounding);
+  if (!existsSync(path)) throw new Error(`${calibrationFile} names GPTQ rounding in ${path}, which is missing`);
+  const bytes = await readFile(path);
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  if (sha !== c.rounding.sha256) throw new Error(`${path} is not the rounding ${calibrationFile} names (sha256 ${sha.slice(0, 12)}, expected ${c.rounding.sha256.slice(0, 12)})`);
+  const convs = quantizedConvs(model, plan);
+  const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name!, t]));
+  const rtn = new Map<string, Int8Array>();
+  for (const cv of convs) {
+    const raw = new Uint8Array(inits.get(cv.kernel)!.rawData!);
+    rtn.set(cv.kernel, quantizeKernel(new Float32Array(raw.buffer, 0, raw.byteLength / 4), cv.dims[0], 8).q);
+  }
+  return applyRoundingDeltas(convs, rtn, bytes);
+}
+
 /** The quantization plan a calibration file asks for. */
 export function planFor(model: Parameters<typeof planQuantization>[0], c: Pick<CalibrationFile, 'recipe'>): QuantPlan {
   return planQuantization(model, new Set(c.recipe?.keepFloat ?? []), { floatResidual: c.recipe?.floatResidual ?? false });
@@ -241,7 +287,7 @@ export function planFor(model: Parameters<typeof planQuantization>[0], c: Pick<C
 export function calibrationId(c: CalibrationFile): string {
   // The recipe joins the hash only when present, so a file without one keeps its identity.
   return createHash('sha256')
-    .update(JSON.stringify({ method: c.method, tail: c.tail, weightsId: c.weightsId, ranges: c.ranges, ...(c.residualTail !== undefined ? { residualTail: c.residualTail } : {}), ...(c.recipe ? { recipe: c.recipe } : {}) }))
+    .update(JSON.stringify({ method: c.method, tail: c.tail, weightsId: c.weightsId, ranges: c.ranges, ...(c.residualTail !== undefined ? { residualTail: c.residualTail } : {}), ...(c.recipe ? { recipe: c.recipe } : {}), ...(c.rounding ? { rounding: c.rounding.sha256 } : {}) }))
     .digest('hex');
 }
 
@@ -268,7 +314,7 @@ export async function calibrateBackbone(
   weightsId: string,
   cacheKey: string,
   photos: { key: string; read(): Promise<Uint8Array> }[],
-  o: CalibrateOptions & { modelsDir?: string; recipe?: QuantRecipe } = {},
+  o: CalibrateOptions & { modelsDir?: string; recipe?: QuantRecipe; gptq?: { positions?: number; damp?: number; log?: (line: string) => void } } = {},
 ): Promise<{ path: string; file: CalibrationFile }> {
   const s = definition.inputSize;
   const tensors: Float32Array[] = [];
@@ -286,6 +332,38 @@ export async function calibrateBackbone(
   }
   const fp32 = await readFile(fp32Path);
   const { result } = await calibrate(fp32, tensors.length, async (i) => tensors[i], [1, 3, s, s], o);
+  const path = calibrationPath(definition.name, cacheKey, o.modelsDir);
+  await mkdir(dirname(path), { recursive: true });
+  let rounding: RoundingInfo | undefined;
+  if (o.gptq) {
+    const positions = o.gptq.positions ?? DEFAULT_GPTQ.positions;
+    const damp = o.gptq.damp ?? DEFAULT_GPTQ.damp;
+    const model = decodeModel(fp32);
+    const plan = planFor(model, { recipe: o.recipe });
+    const convs = quantizedConvs(model, plan);
+    const t0 = performance.now();
+    const hs = await collectHessians(model, convs, tensors.length, async (i) => tensors[i], [1, 3, s, s], { positions, threads: o.threads, onProgress: (d, n) => o.onProgress?.(d, n, 3) });
+    o.gptq.log?.(`${definition.title}: input Hessians of ${convs.length} convolutions in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name!, t]));
+    const rtn = new Map<string, Int8Array>();
+    const gq = new Map<string, Int8Array>();
+    for (const c of convs) {
+      const t1 = performance.now();
+      const raw = new Uint8Array(inits.get(c.kernel)!.rawData!);
+      const k = new Float32Array(raw.buffer, 0, raw.byteLength / 4);
+      rtn.set(c.kernel, quantizeKernel(k, c.dims[0], 8).q);
+      const h = hs.get(c.kernel)!;
+      gq.set(c.kernel, gptqKernel(k, c.dims[0], h.h, { bits: 8, damp }).q);
+      hs.delete(c.kernel); // its memory goes as soon as it is used
+      o.gptq.log?.(`${definition.title}: GPTQ ${c.kernel} (${c.dims.join('x')}, ${h.rows} patches) in ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+    }
+    const bytes = roundingDeltas(convs, gq, rtn);
+    const name = `${definition.name}-${cacheKey}.gptq.br`;
+    const tmp = join(dirname(path), `${name}.${process.pid}.tmp`);
+    await writeFile(tmp, bytes);
+    await rename(tmp, join(dirname(path), name));
+    rounding = { method: 'gptq', file: name, sha256: createHash('sha256').update(bytes).digest('hex'), positions, damp };
+  }
   const file: CalibrationFile = {
     format: 'catdog-calibration/1',
     backbone: definition.name,
@@ -293,11 +371,10 @@ export async function calibrateBackbone(
     ...result,
     ...(result.method === 'percentile' ? { tail: o.tail ?? DEFAULT_TAIL, ...(o.residualTail !== undefined ? { residualTail: o.residualTail } : {}) } : {}),
     ...(o.recipe && (o.recipe.keepFloat?.length || o.recipe.floatResidual) ? { recipe: o.recipe } : {}),
+    ...(rounding ? { rounding } : {}),
     photoKeys: keys,
     date: new Date().toISOString(),
   };
-  const path = calibrationPath(definition.name, cacheKey, o.modelsDir);
-  await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, `${JSON.stringify(file)}\n`);
   await rename(tmp, path);

@@ -185,6 +185,11 @@ function floatVector(name: string, v: Float32Array): TensorProto {
 export interface QuantizeOptions {
   /** 8: weights in ±127; 7: ±63 (no saturation on x86 without VNNI). */
   weightBits?: 7 | 8;
+  /**
+   * Int8 kernels by kernel name, in place of round-to-nearest's (GPTQ's, see gptq.ts): the same
+   * per-channel scales, other integers.
+   */
+  kernels?: Map<string, Int8Array>;
 }
 
 /** Per output channel symmetric quantization of an OIHW kernel. */
@@ -265,10 +270,13 @@ export function quantizeModel(model: ModelProto, plan: QuantPlan, ranges: Map<st
       const kName = n.input![1];
       const k = inits.get(kName)!;
       const dims = k.dims!.map(Number);
-      const { q, scales } = quantizeKernel(floatValues(k), dims[0], bits);
+      const rtn = quantizeKernel(floatValues(k), dims[0], bits);
+      const { scales } = rtn;
+      const q = o.kernels?.get(kName) ?? rtn.q;
+      if (q.length !== rtn.q.length) throw new Error(`int8 kernel ${kName}: ${q.length} weights, the graph's ${rtn.q.length}`);
       const qk = `${kName}/int8`;
       newInits.push(
-        onnx.TensorProto.create({ name: qk, dims, dataType: DT.INT8, rawData: new Uint8Array(q.buffer) }),
+        onnx.TensorProto.create({ name: qk, dims, dataType: DT.INT8, rawData: new Uint8Array(q.buffer, q.byteOffset, q.byteLength) }),
         floatVector(`${qk}/scale`, scales),
         onnx.TensorProto.create({ name: `${qk}/zero`, dims: [dims[0]], dataType: DT.INT8, rawData: new Uint8Array(dims[0]) }),
       );

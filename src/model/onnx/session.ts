@@ -13,22 +13,25 @@ import type { BackboneDefinition } from '../backbones/types.ts';
 import { bindWeights } from '../weights/bind.ts';
 import { readWeights, resolveWeights, type ResolvedWeights } from '../weights/sources.ts';
 import { ModelError } from '../../errors.ts';
-import { calibrationId, calibrationPath, planFor, readCalibration, type QuantRecipe } from './calibrate.ts';
+import { calibrationId, calibrationPath, planFor, readCalibration, roundedKernels, type QuantRecipe } from './calibrate.ts';
 import { exportOnnx } from './export.ts';
 import { decodeModel, QUANT_VERSION, quantizeModel, type Range } from './quantize.ts';
 
 /** Bumped whenever the exporter's output changes, so cached graphs are rebuilt. */
 export const EXPORT_VERSION = 2; // 2: any input size for backbones with `anySize`
 
-/** Numeric precision of the backbones: fp32 graphs, or int8 QDQ graphs quantized from them. */
-export type Precision = 'fp32' | 'int8';
+import type { Precision } from '../types.ts';
+export type { Precision };
 export const PRECISIONS: readonly Precision[] = ['fp32', 'int8'];
 
 /** Weight bits of int8 graphs: full int8 range (see quantize.ts for the 7-bit option). */
 export const INT8_WEIGHT_BITS = 8;
 
 export interface RuntimeOptions {
-  /** fp32 or int8 graphs (CATDOG_PRECISION; default fp32). */
+  /**
+   * fp32 or int8 graphs (CATDOG_PRECISION; default int8). int8 runs where the weights have a
+   * calibration (models/calibration) and falls back to fp32, with a log line, where they do not.
+   */
   precision?: Precision;
   /** Threads per ONNX Runtime session (CATDOG_THREADS; default: the machine's cores, at most 4). */
   threads?: number | null;
@@ -47,6 +50,8 @@ export interface BackboneInfo {
   /** Identity of the graph's weights: the fp32 weights' id, or for int8 one that also covers the quantization. */
   weightsId: string;
   precision: Precision;
+  /** Why this backbone runs in fp32 though int8 was asked for (no calibration for its weights). */
+  fallback?: string;
   generated: boolean;
   hasTop: boolean;
   onnxPath: string;
@@ -103,7 +108,7 @@ interface Sidecar {
   /** int8: the quantizer version, the fp32 weights' id and how the activations were calibrated. */
   quantVersion?: number;
   fp32WeightsId?: string;
-  calibration?: { method: string; photos: number; tail?: number; file: string; recipe?: QuantRecipe };
+  calibration?: { method: string; photos: number; tail?: number; file: string; recipe?: QuantRecipe; rounding?: string };
 }
 
 /** Builds (or finds in the cache) the ONNX graph for a backbone's weights. */
@@ -172,19 +177,20 @@ export async function ensureInt8(
   const t0 = performance.now();
   const model = decodeModel(await readFile(fp32.path));
   const plan = planFor(model, cal);
-  const bytes = quantizeModel(model, plan, new Map<string, Range>(Object.entries(cal.ranges)), { weightBits: INT8_WEIGHT_BITS });
+  const kernels = await roundedKernels(calPath, cal, model, plan);
+  const bytes = quantizeModel(model, plan, new Map<string, Range>(Object.entries(cal.ranges)), { weightBits: INT8_WEIGHT_BITS, ...(kernels ? { kernels } : {}) });
   const tmp = `${onnxPath}.${process.pid}.tmp`;
   await writeFile(tmp, bytes);
   await rename(tmp, onnxPath);
   const sidecar: Sidecar = {
     exportVersion: EXPORT_VERSION,
     weightsId,
-    description: `${fp32.sidecar.description}, int8 (${cal.method} calibration on ${cal.photos} photos)`,
+    description: `${fp32.sidecar.description}, int8 (${cal.method} calibration on ${cal.photos} photos${cal.rounding ? ', GPTQ rounding' : ''})`,
     hasTop: fp32.sidecar.hasTop,
     precision: 'int8',
     quantVersion: QUANT_VERSION,
     fp32WeightsId: fp32.sidecar.weightsId,
-    calibration: { method: cal.method, photos: cal.photos, tail: cal.tail, file: calPath, ...(cal.recipe ? { recipe: cal.recipe } : {}) },
+    calibration: { method: cal.method, photos: cal.photos, tail: cal.tail, file: calPath, ...(cal.recipe ? { recipe: cal.recipe } : {}), ...(cal.rounding ? { rounding: cal.rounding.method } : {}) },
   };
   await writeFile(`${sidecarPath}.${process.pid}.tmp`, JSON.stringify(sidecar, null, 1));
   await rename(`${sidecarPath}.${process.pid}.tmp`, sidecarPath);
@@ -199,9 +205,20 @@ export async function loadBackbone(
   options: RuntimeOptions & { log?: (line: string) => void } = {},
 ): Promise<LoadedBackbone> {
   const resolved = resolveWeights(definition, spec, options.modelsDir);
-  const precision = options.precision ?? 'fp32';
-  const { path, sidecar, buildMs } =
-    precision === 'int8' ? await ensureInt8(definition, resolved, options.log, options.modelsDir) : await ensureOnnx(definition, resolved, options.log, options.modelsDir);
+  let precision = options.precision ?? 'int8';
+  let fallback: string | undefined;
+  let graph: Awaited<ReturnType<typeof ensureOnnx>> | undefined;
+  if (precision === 'int8') {
+    try {
+      graph = await ensureInt8(definition, resolved, options.log, options.modelsDir);
+    } catch (e) {
+      if (!(e instanceof ModelError && e.code === 'calibration_missing')) throw e;
+      precision = 'fp32';
+      fallback = `no int8 calibration for ${resolved.label} (npm run calibrate -- --backbones ${definition.name} <training photos>)`;
+      options.log?.(`catdog: ${definition.title} runs in fp32: ${fallback}`);
+    }
+  }
+  const { path, sidecar, buildMs } = graph ?? (await ensureOnnx(definition, resolved, options.log, options.modelsDir));
   const t0 = performance.now();
   const session = await ort.InferenceSession.create(path, sessionOptions(options, definition));
   const loadMs = performance.now() - t0;
@@ -214,6 +231,7 @@ export async function loadBackbone(
       weights: resolved.label,
       weightsId: sidecar.weightsId,
       precision,
+      ...(fallback ? { fallback } : {}),
       generated: resolved.kind === 'generated',
       hasTop: sidecar.hasTop,
       onnxPath: path,
