@@ -18,7 +18,8 @@
  * int8 kernels, max-abs or least-squares clip per channel: the weights' share of the error);
  * `weights-only-gptq` and the part `gptq` (the committed calibration's GPTQ kernels; with its
  * recipe's `keep:`, the plan they were made on).
- * Parts combine with `+`, e.g. `res+keep:conv1_relu`. `--time`: batch-1 ms of fp32 and every
+ * Parts combine with `+`, e.g. `res+keep:conv1_relu`. `noise:A` is no quantization: the fp32
+ * graph on the inputs plus seeded uniform noise of +-A grey levels (how fragile top-1 is). `--time`: batch-1 ms of fp32 and every
  * variant, loaded together and run round-robin, and the ratios.
  */
 import { argmax, cosine } from '../src/model/vectors.ts';
@@ -33,6 +34,7 @@ import onnxProto from 'onnx-proto';
 import { decodeModel, planQuantization, quantizeKernel, quantizeModel, type QuantPlan, type Range } from '../src/model/onnx/quantize.ts';
 import { ensureOnnx, INT8_WEIGHT_BITS, sessionOptions } from '../src/model/onnx/session.ts';
 import { resolveWeights } from '../src/model/weights/sources.ts';
+import { rng } from '../src/model/weights/generate.ts';
 import { openDataset } from '../src/train/dataset.ts';
 import { decodeImage } from '../src/vision/decode.ts';
 import { resizeRGB, toTensorNCHW } from '../src/vision/preprocess.ts';
@@ -222,11 +224,16 @@ for (const src of sources) {
 
 async function score(variant: string): Promise<{ line: string; kl: number }> {
   const t0 = performance.now();
-  const bytes = await build(variant);
+  // noise:A — not a quantization: the fp32 graph on inputs with seeded uniform noise of +-A grey
+  // levels added (the scale of preprocess's caffe mode), for the flip rate of a perturbation no
+  // one would call a change of the photo.
+  const noise = variant.startsWith('noise:') ? Number(variant.slice(6)) : null;
+  const bytes = noise === null ? await build(variant) : await readFile(fp32Graph.path);
   const parts: string[] = [];
   let klAll = 0;
   for (const s of sets) {
-    const got = await runAll(bytes, s.x);
+    const r = rng(7);
+    const got = await runAll(bytes, noise === null ? s.x : s.x.map((x) => x.map((v) => v + (r() * 2 - 1) * noise)));
     let min = 1;
     let worst = -1;
     let oneMinus = 0;

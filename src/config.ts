@@ -255,9 +255,9 @@ class Reader {
 
 function parsePrecision(r: Reader): 'fp32' | 'int8' {
   const v = r.raw('CATDOG_PRECISION');
-  if (v === undefined || v === 'fp32' || v === 'int8') return v ?? 'fp32';
+  if (v === undefined || v === 'fp32' || v === 'int8') return v ?? 'int8';
   r.problems.push(`CATDOG_PRECISION must be fp32 or int8, got "${v}".`);
-  return 'fp32';
+  return 'int8';
 }
 
 function parseModel(r: Reader, cwd: string): ModelSettings {

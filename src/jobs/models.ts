@@ -7,7 +7,7 @@
  */
 import { headPrecisions, type Head, type HeadFile } from '../model/head.ts';
 import type { Registry } from '../model/registry.ts';
-import { precisionLabel, type BackboneName } from '../model/types.ts';
+import { precisionLabel, type BackboneName, type Precisions } from '../model/types.ts';
 
 export interface ModelView {
   id: string;
@@ -73,6 +73,8 @@ export interface Models {
  */
 export interface LiveHead {
   readonly backbones: BackboneName[];
+  /** The precision each backbone answers in, where known (a head must have been trained on the same). */
+  readonly precisions?: Precisions | null;
   /** The id of the head answering now (null: none). */
   info(): { model: string | null };
   /** Answers with `head` from now on. */
@@ -112,7 +114,7 @@ export class ModelAdmin implements Models {
   promote(id: string): Promise<{ previous: string | null }> {
     return this.serial(async () => {
       const head = await this.registry.loadModel(id);
-      head.checkBackbones(this.classifier.backbones);
+      this.checkFits(head);
       const previous = this.registry.readActiveState().active;
       await this.registry.promote(id, { force: true });
       await this.classifier.setHead(head);
@@ -126,12 +128,22 @@ export class ModelAdmin implements Models {
       const state = this.registry.readActiveState();
       const from = state.active;
       const previous = state.history.at(-1);
-      // Check the head fits the live backbones before the registry changes.
-      if (previous) (await this.registry.loadModel(previous)).checkBackbones(this.classifier.backbones);
+      // Check the head fits the live backbones (and their precisions) before the registry changes.
+      if (previous) this.checkFits(await this.registry.loadModel(previous));
       const to = await this.registry.rollback();
       await this.classifier.setHead(await this.registry.loadModel(to));
       return { from, to };
     });
+  }
+
+  /**
+   * A head the live backbones cannot answer with is refused before the registry changes: an fp32
+   * head made active while the backbones run int8 would be refused at the next start.
+   */
+  private checkFits(head: Head): void {
+    head.checkBackbones(this.classifier.backbones);
+    const p = this.classifier.precisions;
+    if (p) head.checkPrecision(p);
   }
 
   /** Deletes a candidate model that was never made active. */

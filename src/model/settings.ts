@@ -19,7 +19,10 @@ export interface ModelSettings {
   spin: boolean;
   /** CATDOG_ARENA: ONNX Runtime's memory arena for all backbones (true/false); null: each backbone's own choice. */
   arena: boolean | null;
-  /** CATDOG_PRECISION: fp32 or int8 backbone graphs (default fp32). */
+  /**
+   * CATDOG_PRECISION: int8 (default) or fp32 backbone graphs. int8 runs each backbone whose
+   * weights have a calibration (models/calibration) as an int8 graph and the others in fp32.
+   */
   precision: 'fp32' | 'int8';
   /** CATDOG_MODELS_DIR: weights, ONNX graphs, the registry. */
   modelsDir: string;
@@ -39,7 +42,7 @@ export function modelSettings(overrides: Partial<ModelSettings> = {}): ModelSett
     threads: null,
     spin: false,
     arena: null,
-    precision: 'fp32',
+    precision: 'int8',
     kerasWeightsBaseUrl: null,
     ...overrides,
     modelsDir,

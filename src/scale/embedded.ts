@@ -18,7 +18,7 @@ import type { JobContext, JobWork } from '../jobs/runner.ts';
 import type { JobParams, JobResult } from '../jobs/types.ts';
 import { checkJobParams } from '../jobs/data.ts';
 import type { Head } from '../model/head.ts';
-import type { BackboneName, Prediction } from '../model/types.ts';
+import type { BackboneName, Precisions, Prediction } from '../model/types.ts';
 import type { FromChild, ToChild } from './ipc.ts';
 import { tsExecArgv } from './fork.ts';
 import type { ProcessorInfo } from './processor.ts';
@@ -160,12 +160,17 @@ export class ModelProcess {
     return this.post<Prediction>((id) => ({ t: 'classify', id, bytes }));
   }
 
-  info(): { backbones: BackboneName[]; model: string | null; loadMs: number } {
-    return { backbones: this.current.backbones, model: this.current.model, loadMs: this.current.loadMs };
+  info(): { backbones: BackboneName[]; precisions: Precisions; model: string | null; loadMs: number } {
+    return { backbones: this.current.backbones, precisions: this.current.precisions, model: this.current.model, loadMs: this.current.loadMs };
   }
 
   get backbones(): BackboneName[] {
     return this.current.backbones;
+  }
+
+  /** The precision each of the child's backbones runs in. */
+  get precisions(): Precisions {
+    return this.current.precisions;
   }
 
   /** ONNX Runtime threads the child's sessions were made with (null: ONNX Runtime's default for this machine). */
@@ -175,7 +180,10 @@ export class ModelProcess {
 
   /** Swaps the child's head (promotion, rollback); resolves once the child answers with it. */
   async setHead(head: Head | null): Promise<void> {
-    if (head) head.checkBackbones(this.backbones);
+    if (head) {
+      head.checkBackbones(this.backbones);
+      head.checkPrecision(this.precisions);
+    }
     this.head = head;
     await this.sendHead(head);
   }

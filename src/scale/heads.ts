@@ -8,8 +8,8 @@
 import type { Redis } from 'ioredis';
 import type { LiveHead } from '../jobs/models.ts';
 import { headId } from '../model/classifier.ts';
-import type { Head, HeadFile } from '../model/head.ts';
-import type { BackboneName } from '../model/types.ts';
+import { headPrecisions, type Head, type HeadFile } from '../model/head.ts';
+import type { BackboneName, Precisions } from '../model/types.ts';
 import { HEAD_CHANNEL, HEAD_KEY, WORKER_KEY_PREFIX } from './connections.ts';
 
 export interface PublishedHead {
@@ -37,6 +37,8 @@ export interface WorkerBeat {
   pid: number;
   model: string | null;
   backbones: BackboneName[];
+  /** The precision each backbone runs in (absent from workers of before it was sent). */
+  precisions?: Precisions;
   threads: number | null;
   at: string;
 }
@@ -70,6 +72,7 @@ export function liveWorkers(redis: Redis): Promise<WorkerBeat[]> {
 export class RedisLiveHead implements LiveHead {
   private published: string | null = null;
   private known: BackboneName[] = [];
+  private knownPrecisions: Precisions | null = null;
 
   /**
    * `o.fallback`: the backbones this process runs itself (the jobs worker's own configured ones),
@@ -86,10 +89,16 @@ export class RedisLiveHead implements LiveHead {
     this.published = head?.id ?? null;
     const w = await liveWorkers(this.redis);
     this.known = w[0]?.backbones ?? head?.file.backbones ?? (this.known.length ? this.known : (this.o.fallback?.() ?? []));
+    // What the workers run, else what the published head was trained on (the workers took it).
+    this.knownPrecisions = w[0]?.precisions ?? (head ? headPrecisions(head.file) : this.knownPrecisions);
   }
 
   get backbones(): BackboneName[] {
     return this.known;
+  }
+
+  get precisions(): Precisions | null {
+    return this.knownPrecisions;
   }
 
   info(): { model: string | null } {
@@ -103,6 +112,7 @@ export class RedisLiveHead implements LiveHead {
   async setHead(head: Head): Promise<void> {
     await this.refresh();
     if (this.known.length) head.checkBackbones(this.known);
+    if (this.knownPrecisions) head.checkPrecision(this.knownPrecisions);
     await publishHead(this.redis, head);
     this.published = headId(head);
   }

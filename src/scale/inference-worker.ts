@@ -68,6 +68,7 @@ async function startSlot(config: Config, env: Env, name: string, redis: Redis, l
       pid: process.pid,
       model: info.model,
       backbones: info.backbones,
+      precisions: info.precisions,
       threads: model.threads,
       at: new Date().toISOString(),
     };

@@ -19,6 +19,7 @@ import type { Prediction } from '../model/types.ts';
 
 export interface ProcessorInfo {
   backbones: ClassifierInfo['backbones'];
+  precisions: ClassifierInfo['precisions'];
   model: string | null;
   loadMs: number;
   pid: number;
@@ -47,7 +48,7 @@ export class Processor {
 
   info(): ProcessorInfo {
     const i = this.classifier.info();
-    return { backbones: i.backbones, model: i.model, loadMs: i.loadMs, pid: process.pid, threads: this.threads };
+    return { backbones: i.backbones, precisions: i.precisions, model: i.model, loadMs: i.loadMs, pid: process.pid, threads: this.threads };
   }
 
   classify(bytes: Uint8Array, signal?: AbortSignal): Promise<Prediction> {

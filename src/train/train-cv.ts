@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { CatdogError } from '../errors.ts';
-import { HEAD_FORMAT, type HeadFile } from '../model/head.ts';
+import { HEAD_FORMAT, headPrecisionField, type HeadFile } from '../model/head.ts';
 import { imagenetDogLogit } from '../model/imagenet.ts';
 import { catDogMass, type NeitherRule } from '../model/neither.ts';
 import { lineChartPng } from '../report/curves.ts';
@@ -198,6 +198,7 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
       backbones: info.backbones,
       featureSize: data.d,
       weights: Object.fromEntries(info.backboneInfo.map((b) => [b.name, b.weights])),
+      precision: headPrecisionField(info.precisions, info.backbones),
       kernel: Array.from(model!.kernel),
       bias: model!.bias,
       mean: Array.from(model!.mean!),

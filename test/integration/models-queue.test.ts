@@ -25,16 +25,21 @@ let worker: { close(): Promise<void> } | null = null;
 let models: QueuedModels;
 const logs: string[] = [];
 const shipped = new Registry(join(repoRoot, 'models', 'registry')).readActiveState();
-const [older] = shipped.history.slice(-1);
 const newer = shipped.active!;
+/** The shipped model before the active one: trained on fp32 features, while the active one (and the backbones) are int8. */
+const fp32Older = shipped.history.at(-1)!;
+/** An earlier model the int8 backbones can answer with: the active head with another bias. */
+let older: string;
 
 beforeAll(async () => {
   if (!redisServerBin) return;
   root = mkdtempSync(join(tmpdir(), 'catdog-models-queue-'));
   cpSync(join(repoRoot, 'models', 'registry'), join(root, 'registry'), { recursive: true });
+  registry = new Registry(join(root, 'registry'));
+  const active = (await registry.loadModel(newer)).file;
+  older = await registry.addModel({ ...active, bias: active.bias + 0.5 });
   // The shipped active model with exactly one earlier one, however long the shipped history is.
   writeFileSync(join(root, 'registry', 'active.json'), JSON.stringify({ active: newer, history: [older] }, null, 2));
-  registry = new Registry(join(root, 'registry'));
   mkdirSync(join(root, 'redis'));
   const port = await freePort();
   redisServer = await startRedis(port, join(root, 'redis'));
@@ -72,6 +77,14 @@ describe.skipIf(!redisServerBin)('model operations on the jobs worker, through c
 
     expect(await models.promote(newer)).toEqual({ previous: older });
     expect(registry.readActiveState().active).toBe(newer);
+    expect(await published()).toBe(newer);
+  });
+
+  it('a head trained on other precisions than the backbones run is refused there, before the registry changes', async () => {
+    expect((await registry.loadModel(fp32Older)).precision).toBe('fp32');
+    const before = registry.readActiveState();
+    await expect(models.promote(fp32Older)).rejects.toMatchObject({ code: 'head_precision', message: expect.stringMatching(/trained on fp32 backbone features, but the backbones run in int8/) });
+    expect(registry.readActiveState()).toEqual(before);
     expect(await published()).toBe(newer);
   });
 

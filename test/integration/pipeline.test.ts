@@ -167,6 +167,9 @@ describe('training, promotion and scoring', () => {
     expect(r.valCount).toBe(48);
     expect(r.trainCount).toBe(48 - r.outliers);
     expect(r.head.views).toEqual(['224', '224f', '288']);
+    // The precision of the features it was trained on (int8 by default), so other features are refused.
+    expect(classifier!.precisions).toEqual({ resnet50: 'int8' });
+    expect(r.head.precision).toBe('int8');
     expect(r.head.neither).toEqual({ rule: 'mass', threshold: 0.005 });
     const cv = r.head.meta!.cv as { folds: number; oof: { n: number; logloss: number }; pairedVsBaseline: { n: number; lo: number; hi: number }; calibration: { chosen: string } };
     expect(cv.folds).toBe(3);

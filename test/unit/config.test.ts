@@ -94,7 +94,7 @@ describe('config', () => {
         CATDOG_THREADS: '3',
         CATDOG_SPIN: '1',
         CATDOG_ARENA: '0',
-        CATDOG_PRECISION: 'int8',
+        CATDOG_PRECISION: 'fp32',
         CATDOG_MODELS_DIR: 'm',
         KERAS_WEIGHTS_BASE_URL: 'http://127.0.0.1:8000/keras/',
       },
@@ -107,12 +107,14 @@ describe('config', () => {
       threads: 3,
       spin: true,
       arena: false,
-      precision: 'int8',
+      precision: 'fp32',
       modelsDir: '/srv/catdog/m',
       registryDir: '/srv/catdog/m/registry',
       kerasWeightsBaseUrl: 'http://127.0.0.1:8000/keras',
     });
     expect(loadConfig({ CATDOG_MODELS_DIR: '/m', CATDOG_REGISTRY_DIR: 'r' }, '/srv').model.registryDir).toBe('/srv/r');
+    // int8 by default (issue 12: the quality bound holds); backbones without a calibration fall back to fp32 (session.ts).
+    expect(loadConfig({}, '/srv').model.precision).toBe('int8');
     let err: unknown;
     try {
       loadConfig({ CATDOG_BACKBONES: 'resnet50,mobilenet', CATDOG_THREADS: 'many', CATDOG_PRECISION: 'fp16', PORT: 'x' });

@@ -5,6 +5,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { ModelError } from '../../src/errors.ts';
 import { HEAD_FORMAT, Head, loadHead, type HeadFile } from '../../src/model/head.ts';
 import { Registry } from '../../src/model/registry.ts';
+import { ModelAdmin } from '../../src/jobs/models.ts';
 
 function headFile(valLoss: number, bias = 0): HeadFile {
   const kernel = Array.from({ length: 2048 }, (_, i) => (i === 0 ? 1 : 0));
@@ -76,5 +77,26 @@ describe('model ids', () => {
     const ids = await Promise.all([0, 1, 2].map(() => registry.addModel(headFile(0.1))));
     expect(new Set(ids).size).toBe(3);
     for (const id of ids) expect(id).toMatch(/^m-\d{8}T\d{6}\.\d{3}Z(-\d+)?$/);
+  });
+});
+
+describe('model admin (/model promote and rollback)', () => {
+  it('refuses a head the live backbones cannot answer with — an fp32 head while they run int8 — before the registry changes', async () => {
+    const registry = new Registry(join(mkdtempSync(join(tmpdir(), 'catdog-admin-')), 'registry'));
+    const fp32 = await registry.addModel(headFile(0.2));
+    await registry.promote(fp32, { force: true });
+    const int8 = await registry.addModel({ ...headFile(0.1, 1), precision: 'int8' });
+    const live: string[] = [];
+    const admin = new ModelAdmin(
+      { backbones: ['resnet50'], precisions: { resnet50: 'int8' }, info: () => ({ model: live.at(-1) ?? null }), setHead: (h) => void live.push(String(h.file.bias)) },
+      registry,
+    );
+    expect(await admin.promote(int8)).toEqual({ previous: fp32 });
+    expect(live).toEqual(['1']);
+    // Rolling back would make the fp32 head active: refused, and nothing moved.
+    await expect(admin.rollback()).rejects.toMatchObject({ code: 'head_precision' });
+    await expect(admin.promote(fp32)).rejects.toThrow(/trained on fp32 backbone features, but the backbones run in int8/);
+    expect(registry.readActiveState()).toMatchObject({ active: int8, history: [fp32] });
+    expect(live).toEqual(['1']);
   });
 });

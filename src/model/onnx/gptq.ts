@@ -54,7 +54,7 @@ export function quantizedConvs(model: ModelProto, plan: QuantPlan): QuantizedCon
     const group = (n.attribute ?? []).find((a) => a.name === 'group');
     if (group && Number(group.i) !== 1) throw new Error(`GPTQ: grouped convolution ${n.name}`);
     const dil = intsAttr(n, 'dilations');
-    if (dil && dil.some((d) => d !== 1)) throw new Error(`GPTQ: dilated convolution ${n.name}`);
+    if (dil?.some((d) => d !== 1)) throw new Error(`GPTQ: dilated convolution ${n.name}`);
     const s = intsAttr(n, 'strides') ?? [1, 1];
     const p = intsAttr(n, 'pads') ?? [0, 0, 0, 0];
     if ((n.attribute ?? []).some((a) => a.name === 'auto_pad' && a.s && Buffer.from(a.s).toString() !== 'NOTSET')) throw new Error(`GPTQ: auto_pad on ${n.name}`);
