@@ -136,6 +136,9 @@ function linear(name: string, spec: LinearSpec): Row {
 
 const base = linear('A. logreg, views 224+224f (today)', { answerViews: [v('224'), v('224f')], train: 'mean', l2 });
 let last = base;
+/** C (the shipped views) and D2 (+ a 352 px view), kept for the stacked comparison of the two. */
+let cRow: Row | null = null;
+let d2Row: Row | null = null;
 if (has('288')) {
   const b = linear('B. + view 288 (answer 224,224f,288)', { answerViews: [v('224'), v('224f'), v('288')], train: 'mean', l2 });
   compare('B vs A', last, b);
@@ -148,7 +151,14 @@ if (has('288')) {
     l2,
   });
   compare('C vs B', last, c);
+  cRow = c;
   if (c.all.logloss < last.all.logloss) last = c;
+  if (has('352')) {
+    // ResNet50 pools any size: the 200 px photos upscaled further than 288.
+    const views352 = [v('224'), v('224f'), v('288'), v('352')];
+    d2Row = linear('D2. + view 352 (answer 224,224f,288,352; views as augmentation)', { answerViews: views352, train: 'each', trainViews: [...augViews, v('352')], l2 });
+    compare('D2 vs C', c, d2Row);
+  }
   if (has('288f')) {
     const d = linear('D. answer 4 views (224,224f,288,288f; over the latency budget)', { answerViews: augViews, train: 'each', trainViews: augViews, l2 });
     compare('D vs C', c, d);
@@ -188,6 +198,13 @@ if (values.stack) {
   const c = crossFitClip(data.y, best.p, folds);
   const rc = record(`I. ${best.name.slice(0, 3)} + probability clip (cross-fitted, eps per fold ${c.eps.join('/')})`, best.logits, 0, {}, c.p);
   compare('I clip vs unclipped', best, rc);
+  if (cRow && d2Row) {
+    // Each stacked with the ImageNet logit of its own unmirrored views (C: 224, 288; D2: + 352).
+    const own = (names: string[]) => Float64Array.from(items, (_, i) => imagenetDogLogit(imagenetFromStore(store, items[i]!.hash, names.map((n) => allViews[v(n)]!))));
+    const hc = record('HC. C stacked (ImageNet logit of 224, 288)', crossFitStack([cRow.logits, own(['224', '288'])], data.y, folds), 0, { l2: cRow.l2 });
+    const hd = record('HD2. D2 stacked (ImageNet logit of 224, 288, 352)', crossFitStack([d2Row.logits, own(['224', '288', '352'])], data.y, folds), 0, { l2: d2Row.l2 });
+    compare('HD2 vs HC (stacked, + view 352)', hc, hd);
+  }
 }
 
 if (values['seed-recipe']) {

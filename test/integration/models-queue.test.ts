@@ -26,8 +26,8 @@ let models: QueuedModels;
 const logs: string[] = [];
 const shipped = new Registry(join(repoRoot, 'models', 'registry')).readActiveState();
 const newer = shipped.active!;
-/** The shipped model before the active one: trained on fp32 features, while the active one (and the backbones) are int8. */
-const fp32Older = shipped.history.at(-1)!;
+/** The latest shipped model trained on fp32 features, while the active one (and the backbones) are int8. */
+let fp32Older: string;
 /** An earlier model the int8 backbones can answer with: the active head with another bias. */
 let older: string;
 
@@ -36,6 +36,12 @@ beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'catdog-models-queue-'));
   cpSync(join(repoRoot, 'models', 'registry'), join(root, 'registry'), { recursive: true });
   registry = new Registry(join(root, 'registry'));
+  for (const id of [...shipped.history].reverse()) {
+    if ((await registry.loadModel(id)).precision === 'fp32') {
+      fp32Older = id;
+      break;
+    }
+  }
   const active = (await registry.loadModel(newer)).file;
   older = await registry.addModel({ ...active, bias: active.bias + 0.5 });
   // The shipped active model with exactly one earlier one, however long the shipped history is.
