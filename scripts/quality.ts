@@ -139,6 +139,7 @@ let last = base;
 /** C (the shipped views) and D2 (+ a 352 px view), kept for the stacked comparison of the two. */
 let cRow: Row | null = null;
 let d2Row: Row | null = null;
+let d3Row: Row | null = null;
 if (has('288')) {
   const b = linear('B. + view 288 (answer 224,224f,288)', { answerViews: [v('224'), v('224f'), v('288')], train: 'mean', l2 });
   compare('B vs A', last, b);
@@ -158,6 +159,10 @@ if (has('288')) {
     const views352 = [v('224'), v('224f'), v('288'), v('352')];
     d2Row = linear('D2. + view 352 (answer 224,224f,288,352; views as augmentation)', { answerViews: views352, train: 'each', trainViews: [...augViews, v('352')], l2 });
     compare('D2 vs C', c, d2Row);
+    if (has('416')) {
+      d3Row = linear('D3. + view 416 (answer 224,224f,288,352,416; views as augmentation)', { answerViews: [...views352, v('416')], train: 'each', trainViews: [...augViews, v('352'), v('416')], l2 });
+      compare('D3 vs D2', d2Row, d3Row);
+    }
   }
   if (has('288f')) {
     const d = linear('D. answer 4 views (224,224f,288,288f; over the latency budget)', { answerViews: augViews, train: 'each', trainViews: augViews, l2 });
@@ -204,6 +209,10 @@ if (values.stack) {
     const hc = record('HC. C stacked (ImageNet logit of 224, 288)', crossFitStack([cRow.logits, own(['224', '288'])], data.y, folds), 0, { l2: cRow.l2 });
     const hd = record('HD2. D2 stacked (ImageNet logit of 224, 288, 352)', crossFitStack([d2Row.logits, own(['224', '288', '352'])], data.y, folds), 0, { l2: d2Row.l2 });
     compare('HD2 vs HC (stacked, + view 352)', hc, hd);
+    if (d3Row) {
+      const hd3 = record('HD3. D3 stacked (ImageNet logit of 224, 288, 352, 416)', crossFitStack([d3Row.logits, own(['224', '288', '352', '416'])], data.y, folds), 0, { l2: d3Row.l2 });
+      compare('HD3 vs HD2 (stacked, + view 416)', hd, hd3);
+    }
   }
 }
 
