@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { resnet50 } from '../src/model/backbones/resnet50.ts';
-import { calibrationPath, readCalibration, roundedKernels } from '../src/model/onnx/calibrate.ts';
+import { calibrationPath, planFor, readCalibration, roundedKernels } from '../src/model/onnx/calibrate.ts';
 import onnxProto from 'onnx-proto';
 import { decodeModel, planQuantization, quantizeKernel, quantizeModel, type QuantPlan, type Range } from '../src/model/onnx/quantize.ts';
 import { ensureOnnx, INT8_WEIGHT_BITS, sessionOptions } from '../src/model/onnx/session.ts';
@@ -159,13 +159,13 @@ function mseKernel(k: Float32Array, out: number, qmax = 127): { q: Int8Array; sc
  */
 let gptqCache: Map<string, Int8Array> | undefined;
 async function gptqKernels(): Promise<Map<string, Int8Array>> {
-  gptqCache ??= await roundedKernels(calPath, cal!, model, planQuantization(model, new Set(cal!.recipe?.keepFloat ?? []), { floatResidual: cal!.recipe?.floatResidual ?? false }));
+  gptqCache ??= await roundedKernels(calPath, cal!, model, planFor(model, cal!));
   if (!gptqCache) throw new Error(`${calPath} has no GPTQ rounding (npm run calibrate -- --rounding gptq)`);
   return gptqCache;
 }
 
 async function weightsOnly(mse = false, gptq = false): Promise<Uint8Array> {
-  const plan = gptq ? planQuantization(model, new Set(cal!.recipe?.keepFloat ?? [])) : planQuantization(model);
+  const plan = gptq ? planFor(model, cal!) : planQuantization(model);
   const kernels = gptq ? await gptqKernels() : null;
   const q = new Set(plan.quantized);
   const m = decodeModel(onnxProto.onnx.ModelProto.encode(model).finish());

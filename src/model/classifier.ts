@@ -95,6 +95,11 @@ class PriorityLock {
   }
 }
 
+/** The precision each loaded backbone runs in. */
+function precisionsOf(loaded: readonly LoadedBackbone[]): Precisions {
+  return Object.fromEntries(loaded.map((b) => [b.definition.name, b.info.precision]));
+}
+
 export class Classifier implements ImageClassifier {
   private readonly lock = new PriorityLock();
   private head: Head | null;
@@ -137,7 +142,7 @@ export class Classifier implements ImageClassifier {
     }
     if (head) {
       try {
-        head.checkPrecision(Object.fromEntries(loaded.map((b) => [b.definition.name, b.info.precision])));
+        head.checkPrecision(precisionsOf(loaded));
       } catch (e) {
         for (const b of loaded) await b.session.release();
         throw e;
@@ -156,7 +161,7 @@ export class Classifier implements ImageClassifier {
 
   /** The precision each backbone runs in (int8 falls back to fp32 where the weights have no calibration). */
   get precisions(): Precisions {
-    return Object.fromEntries(this.loaded.map((b) => [b.definition.name, b.info.precision]));
+    return precisionsOf(this.loaded);
   }
 
   /** In words: "int8", "fp32", or each backbone's (precisionLabel). */

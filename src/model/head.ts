@@ -176,7 +176,7 @@ export class Head {
     const off = this.file.backbones.filter((b) => (active[b] ?? 'fp32') !== this.precisionOf(b));
     if (off.length === 0) return;
     const have = precisionLabel(active, this.file.backbones);
-    const uniform = typeof this.file.precision !== 'object' || new Set(Object.values(this.file.precision)).size <= 1;
+    const uniform = typeof headPrecisionField(this.precisions, this.file.backbones) === 'string';
     const how = uniform
       ? `Set CATDOG_PRECISION=${this.precisionOf(this.file.backbones[0])}, or train a head on ${have} features (catdog train).`
       : `Run the backbones as the head was trained (${this.precision}: int8 needs a calibration, \`npm run calibrate\`), or train a head on ${have} features (catdog train).`;

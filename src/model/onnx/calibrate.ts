@@ -13,8 +13,8 @@ import { decodeImage } from '../../vision/decode.ts';
 import { resizeRGB, toTensorNCHW } from '../../vision/preprocess.ts';
 import type { BackboneDefinition } from '../backbones/types.ts';
 import { rng } from '../weights/generate.ts';
-import { applyRoundingDeltas, collectHessians, gptqKernel, quantizedConvs, roundingDeltas } from './gptq.ts';
-import { decodeModel, planQuantization, quantizeKernel, residualTensors, withOutputs, type QuantPlan, type Range } from './quantize.ts';
+import { applyRoundingDeltas, collectHessians, gptqKernel, nearestKernels, quantizedConvs, roundingDeltas } from './gptq.ts';
+import { decodeModel, planQuantization, residualTensors, withOutputs, type QuantPlan, type Range } from './quantize.ts';
 
 export type CalibrationMethod = 'minmax' | 'percentile' | 'mse';
 export const CALIBRATION_METHODS: readonly CalibrationMethod[] = ['minmax', 'percentile', 'mse'];
@@ -269,12 +269,7 @@ export async function roundedKernels(calibrationFile: string, c: Pick<Calibratio
   const sha = createHash('sha256').update(bytes).digest('hex');
   if (sha !== c.rounding.sha256) throw new Error(`${path} is not the rounding ${calibrationFile} names (sha256 ${sha.slice(0, 12)}, expected ${c.rounding.sha256.slice(0, 12)})`);
   const convs = quantizedConvs(model, plan);
-  const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name!, t]));
-  const rtn = new Map<string, Int8Array>();
-  for (const cv of convs) {
-    const raw = new Uint8Array(inits.get(cv.kernel)!.rawData!);
-    rtn.set(cv.kernel, quantizeKernel(new Float32Array(raw.buffer, 0, raw.byteLength / 4), cv.dims[0], 8).q);
-  }
+  const rtn = new Map([...nearestKernels(model, convs)].map(([name, k]) => [name, k.q]));
   return applyRoundingDeltas(convs, rtn, bytes);
 }
 
@@ -344,16 +339,13 @@ export async function calibrateBackbone(
     const t0 = performance.now();
     const hs = await collectHessians(model, convs, tensors.length, async (i) => tensors[i], [1, 3, s, s], { positions, threads: o.threads, onProgress: (d, n) => o.onProgress?.(d, n, 3) });
     o.gptq.log?.(`${definition.title}: input Hessians of ${convs.length} convolutions in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-    const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name!, t]));
-    const rtn = new Map<string, Int8Array>();
+    const nearest = nearestKernels(model, convs);
+    const rtn = new Map([...nearest].map(([name, k]) => [name, k.q]));
     const gq = new Map<string, Int8Array>();
     for (const c of convs) {
       const t1 = performance.now();
-      const raw = new Uint8Array(inits.get(c.kernel)!.rawData!);
-      const k = new Float32Array(raw.buffer, 0, raw.byteLength / 4);
-      rtn.set(c.kernel, quantizeKernel(k, c.dims[0], 8).q);
       const h = hs.get(c.kernel)!;
-      gq.set(c.kernel, gptqKernel(k, c.dims[0], h.h, { bits: 8, damp }).q);
+      gq.set(c.kernel, gptqKernel(nearest.get(c.kernel)!.kernel, c.dims[0], h.h, { bits: 8, damp }).q);
       hs.delete(c.kernel); // its memory goes as soon as it is used
       o.gptq.log?.(`${definition.title}: GPTQ ${c.kernel} (${c.dims.join('x')}, ${h.rows} patches) in ${((performance.now() - t1) / 1000).toFixed(1)} s`);
     }

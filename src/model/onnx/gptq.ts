@@ -17,7 +17,7 @@ import { brotliCompressSync, brotliDecompressSync, constants as zlibConstants } 
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { rng } from '../weights/generate.ts';
-import { quantizeKernel, withOutputs, type QuantPlan } from './quantize.ts';
+import { floatValues, quantizeKernel, withOutputs, type QuantPlan } from './quantize.ts';
 
 const { onnx } = onnxProto;
 type ModelProto = InstanceType<typeof onnx.ModelProto>;
@@ -61,6 +61,17 @@ export function quantizedConvs(model: ModelProto, plan: QuantPlan): QuantizedCon
     out.push({ node: n.name!, input: n.input![0], kernel: n.input![1], dims, strides: [s[0], s[1]], pads: [p[0], p[1], p[2], p[3]] });
   }
   return out;
+}
+
+/** Each convolution's fp32 kernel and its round-to-nearest int8 integers (quantizeKernel, 8 bits), by kernel name. */
+export function nearestKernels(model: ModelProto, convs: QuantizedConv[]): Map<string, { kernel: Float32Array; q: Int8Array }> {
+  const inits = new Map((model.graph!.initializer ?? []).map((t) => [t.name!, t]));
+  return new Map(
+    convs.map((c) => {
+      const kernel = floatValues(inits.get(c.kernel)!);
+      return [c.kernel, { kernel, q: quantizeKernel(kernel, c.dims[0], 8).q }];
+    }),
+  );
 }
 
 /** ONNX Runtime graph: X [rows, K] → X^T X [K, K]. */

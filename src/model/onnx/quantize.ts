@@ -163,7 +163,8 @@ export function activationParams(r: Range): QParams {
   return { scale, zeroPoint };
 }
 
-function floatValues(t: TensorProto): Float32Array {
+/** An initializer's float values (raw data or float_data). */
+export function floatValues(t: TensorProto): Float32Array {
   if (t.dataType !== DT.FLOAT) throw new Error(`initializer ${t.name} is not float`);
   if (t.rawData?.length) {
     const copy = new Uint8Array(t.rawData); // aligned copy

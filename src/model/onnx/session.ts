@@ -16,11 +16,12 @@ import { ModelError } from '../../errors.ts';
 import { calibrationId, calibrationPath, planFor, readCalibration, roundedKernels, type QuantRecipe } from './calibrate.ts';
 import { exportOnnx } from './export.ts';
 import { decodeModel, QUANT_VERSION, quantizeModel, type Range } from './quantize.ts';
+import type { Precision } from '../types.ts';
 
 /** Bumped whenever the exporter's output changes, so cached graphs are rebuilt. */
 export const EXPORT_VERSION = 2; // 2: any input size for backbones with `anySize`
 
-import type { Precision } from '../types.ts';
+/** Numeric precision of the backbones (types.ts): fp32 graphs, or int8 QDQ graphs quantized from them. */
 export type { Precision };
 export const PRECISIONS: readonly Precision[] = ['fp32', 'int8'];
 
