@@ -7,7 +7,7 @@
  *   person show a dog).
  *
  *   npx tsx scripts/neither.ts ../shared/data/dogs-vs-cats/train.zip ../shared/data/dogs-vs-cats/train-200px.zip \
- *     [--views 224,288] [--max-false 0.002] [--neither-photos a.jpg,b.jpg] [--animal-photos c.jpg]
+ *     [--views 224,288: the head's views; mirrored ones are ignored] [--max-false 0.002] [--neither-photos a.jpg,b.jpg] [--animal-photos c.jpg]
  *
  * Prints the top-10 rule's rates, then calibrates the 'mass+novelty' rule (src/model/neither.ts):
  * a mass gate 25% above the neither photos' largest cat+dog mass, and a cosine threshold to the
@@ -24,7 +24,7 @@ import { Classifier } from '../src/model/classifier.ts';
 import { catDogMass, centroidSimilarity, isNeither, type NeitherRule } from '../src/model/neither.ts';
 import { shuffledTrainFirst } from '../src/train/cv.ts';
 import { Registry } from '../src/model/registry.ts';
-import { parseViews, viewCode, viewName } from '../src/model/views.ts';
+import { BASE_VIEW_SIZE, parseViews, viewCode, viewName } from '../src/model/views.ts';
 import { loadConfig } from '../src/config.ts';
 import { openDataset } from '../src/train/dataset.ts';
 import { defaultCacheDir, hashSamples, openFeatureStoreFor } from '../src/train/features.ts';
@@ -45,6 +45,9 @@ const { values, positionals } = parseArgs({
 const log = (s: string) => process.stdout.write(`${s}\n`);
 const config = loadConfig();
 const views = parseViews(values.views!).filter((v) => !v.flip);
+// As a classifier answers (classifier.ts `features`): the mass is the mean over the head's unmirrored
+// views, the similarity is of the features at 224 px, or at the first view when 224 is not one.
+const featureView = views.find((v) => v.size === BASE_VIEW_SIZE) ?? views[0]!;
 const maxFalse = Number(values['max-false']);
 const outFile = resolve(values.out ?? join(config.dataDir, 'reports', 'neither', 'rule.json'));
 
@@ -58,32 +61,32 @@ let pool = hashed.ok;
 if (values.sample) pool = shuffledTrainFirst(pool.map((x) => ({ ...x, label: x.sample.label }))).slice(0, Number(values.sample));
 for (const it of pool) {
   const probs = views.map((v) => store.imagenet!.get(it.hash, viewCode(v)));
-  if (probs.every((p) => p) && store.caches.get('resnet50')!.has(it.hash, 0)) {
+  if (probs.every((p) => p) && store.caches.get('resnet50')!.has(it.hash, viewCode(featureView))) {
     train.push({ key: it.sample.key, probs: probs as Float32Array[] });
     trainItems.push({ hash: it.hash, label: it.sample.label! });
   }
 }
 log(`${train.length} training photos with ImageNet probabilities at ${views.map(viewName).join(', ')} (${hashed.ok.length - train.length} without)`);
 
-async function outside(list: string): Promise<{ name: string; probs: Float32Array[]; f224: Float32Array }[]> {
+async function outside(list: string): Promise<{ name: string; probs: Float32Array[]; features: Float32Array }[]> {
   const out = [];
   for (const path of list.split(',').filter(Boolean)) {
     const img = await classifier.decode(await readFile(path));
-    const r = await classifier.backboneFeatures([img], { views: [{ size: 224, flip: false }, ...views.filter((v) => v.size !== 224)] });
-    out.push({ name: basename(path), probs: r.imagenetViews[0]!.filter((p): p is Float32Array => p !== null), f224: r.perBackbone.resnet50![0]![0]! });
+    const r = await classifier.backboneFeatures([img], { views });
+    out.push({ name: basename(path), probs: r.imagenetViews[0]!.filter((p): p is Float32Array => p !== null), features: r.perBackbone.resnet50![0]![views.indexOf(featureView)]! });
   }
   return out;
 }
 const neitherPhotos = await outside(values['neither-photos']!);
 const animalPhotos = await outside(values['animal-photos']!);
 const top10False = train.filter((t) => isNeither({ rule: 'top10' }, [t.probs[0]!])).length;
-log(`top-10 rule (224 only): false "neither" on training photos ${top10False}/${train.length} = ${((100 * top10False) / train.length).toFixed(2)}%; neither photos answered "neither": ${neitherPhotos.filter((p) => isNeither({ rule: 'top10' }, [p.probs[0]!])).map((p) => p.name).join(', ') || 'none'}`);
+log(`top-10 rule (${viewName(views[0]!)} only): false "neither" on training photos ${top10False}/${train.length} = ${((100 * top10False) / train.length).toFixed(2)}%; neither photos answered "neither": ${neitherPhotos.filter((p) => isNeither({ rule: 'top10' }, [p.probs[0]!])).map((p) => p.name).join(', ') || 'none'}`);
 
 // mass+novelty: the mass gate lets every neither photo through (25% above the largest of
 // theirs); among training photos under it, the cosine threshold keeps at most --max-false of all
 // training photos below it, halfway between the neither photos' largest similarity and that bound.
 const resnet = store.caches.get('resnet50')!;
-const feats = trainItems.map((it) => resnet.get(it.hash, 0)!);
+const feats = trainItems.map((it) => resnet.get(it.hash, viewCode(featureView))!);
 const centroids = [0, 1].map((label) => {
   const c = new Float64Array(2048);
   let k = 0;
@@ -100,9 +103,9 @@ const cosOf = (f: Float32Array) => centroidSimilarity(f, centroids);
 const under = train.map((t, i) => ({ t, cos: cosOf(feats[i]!) })).filter((r) => meanMass(r.t.probs) < massGate).sort((a, b) => a.cos - b.cos);
 const allowed = Math.floor(maxFalse * train.length);
 const upper = under[allowed]?.cos ?? 1;
-const lower = Math.max(...neitherPhotos.map((p) => cosOf(p.f224)));
+const lower = Math.max(...neitherPhotos.map((p) => cosOf(p.features)));
 log(`mass gate ${massGate}: ${under.length} training photos under it; neither photos' largest similarity ${lower.toFixed(3)}; the ${allowed + 1}th lowest training similarity under the gate ${upper.toFixed(3)}`);
-for (const p of [...neitherPhotos, ...animalPhotos]) log(`  ${p.name}: mass ${meanMass(p.probs).toExponential(2)}, similarity ${cosOf(p.f224).toFixed(3)}`);
+for (const p of [...neitherPhotos, ...animalPhotos]) log(`  ${p.name}: mass ${meanMass(p.probs).toExponential(2)}, similarity ${cosOf(p.features).toFixed(3)}`);
 const separable = lower < upper;
 const cosine = Number((separable ? (lower + upper) / 2 : lower + 1e-3).toFixed(3));
 if (!separable) log(`no threshold meets both aims: keeping every neither photo "neither" (similarity < ${cosine}) costs more false "neither" than --max-false`);
@@ -110,8 +113,8 @@ const rule: NeitherRule = { rule: 'mass+novelty', threshold: massGate, cosine, c
 const falseKeys = train.filter((t, i) => isNeither(rule, t.probs, feats[i])).map((t) => t.key);
 log(`mass+novelty rule (mass < ${massGate} and similarity < ${cosine}):`);
 log(`  false "neither" on the ${train.length} training photos: ${falseKeys.length} = ${((100 * falseKeys.length) / train.length).toFixed(3)}% (${falseKeys.join(', ')})`);
-for (const p of neitherPhotos) log(`  ${p.name} (no cat or dog): ${isNeither(rule, p.probs, p.f224) ? 'neither' : 'NOT neither'}`);
-for (const p of animalPhotos) log(`  ${p.name} (shows a dog): ${isNeither(rule, p.probs, p.f224) ? 'NEITHER (wrong)' : 'cat/dog'}`);
+for (const p of neitherPhotos) log(`  ${p.name} (no cat or dog): ${isNeither(rule, p.probs, p.features) ? 'neither' : 'NOT neither'}`);
+for (const p of animalPhotos) log(`  ${p.name} (shows a dog): ${isNeither(rule, p.probs, p.features) ? 'NEITHER (wrong)' : 'cat/dog'}`);
 await mkdir(dirname(outFile), { recursive: true });
 await writeFile(outFile, JSON.stringify(rule));
 log(`wrote ${outFile}`);
@@ -123,8 +126,8 @@ const summary = {
   calibratedOn: { trainingPhotos: train.length, ...(values.sample ? { sample: Number(values.sample) } : {}), neitherPhotos: neitherPhotos.map((p) => p.name), animalPhotos: animalPhotos.map((p) => p.name) },
   falseNeither: { count: falseKeys.length, rate: falseKeys.length / train.length, keys: falseKeys },
   top10FalseNeither: { count: top10False, rate: top10False / train.length },
-  neitherPhotosAnsweredNeither: neitherPhotos.map((p) => [p.name, isNeither(rule, p.probs, p.f224)]),
-  animalPhotosAnsweredNeither: animalPhotos.map((p) => [p.name, isNeither(rule, p.probs, p.f224)]),
+  neitherPhotosAnsweredNeither: neitherPhotos.map((p) => [p.name, isNeither(rule, p.probs, p.features)]),
+  animalPhotosAnsweredNeither: animalPhotos.map((p) => [p.name, isNeither(rule, p.probs, p.features)]),
 };
 log(JSON.stringify(summary));
 if (values.apply) {
