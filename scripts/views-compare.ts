@@ -1,0 +1,82 @@
+/**
+ * Which views should a head answer on? Each candidate view set, as `catdog train` ships it
+ * (one training row per view, top-10 photos left out of training, L2 0.01, stacked with the
+ * ImageNet cat-vs-dog logit of its unmirrored views, cross-fitted), 5-fold out of fold on cached
+ * features, compared paired with a base set on the same photos (overall and on the 200 px photos).
+ *
+ *   npx tsx scripts/views-compare.ts ../shared/data/dogs-vs-cats/train.zip ../shared/data/dogs-vs-cats/train-200px.zip \
+ *     [--base 224,224f,288,352,416] [--candidates "224,288,352,416;288,352,416;224f,288,352,416"] [--l2 0.01]
+ *
+ * Every view of every set must be cached (`catdog features ... --views`). test.zip is not read.
+ */
+import { basename } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../src/config.ts';
+import { Classifier } from '../src/model/classifier.ts';
+import { imagenetDogLogit, isCatOrDogClass, topK } from '../src/model/imagenet.ts';
+import { parseViews, viewName } from '../src/model/views.ts';
+import { assignFolds, crossFitStack, formatPaired, metricsOf, oofLinear, pairedCompare, probsOf } from '../src/train/cv.ts';
+import { openDataset } from '../src/train/dataset.ts';
+import { defaultCacheDir, hashSamples, imagenetFromStore, openFeatureStoreFor, viewData } from '../src/train/features.ts';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    base: { type: 'string', default: '224,224f,288,352,416' },
+    candidates: { type: 'string', default: '224,288,352,416;288,352,416;224f,288,352,416' },
+    l2: { type: 'string', default: '0.01' },
+  },
+});
+const log = (s: string) => process.stdout.write(`${s}\n`);
+const config = loadConfig();
+const classifier = await Classifier.load({ model: config.model, head: null });
+const info = classifier.info().backboneInfo;
+await classifier.close();
+const store = openFeatureStoreFor(info, defaultCacheDir(config.dataDir), { readOnly: true });
+const ds = await openDataset(positionals, { kind: 'train' });
+const hashed = await hashSamples(ds.samples.filter((s) => s.label !== null));
+const sets = [values.base!, ...values.candidates!.split(';').filter((s) => s.trim())].map((s) => parseViews(s).map(viewName));
+const allViews = parseViews([...new Set(sets.flat())]);
+const { data, items, missing } = viewData(store, hashed.ok, allViews);
+log(`${data.n} photos with every view of ${allViews.map(viewName).join(',')} (${missing} left out: a view not cached); 5 folds, grouped by content hash`);
+const folds = assignFolds(data.groups, data.y, 5);
+const small = items.map((it, i) => (basename(it.sample.source).includes('200px') ? i : -1)).filter((i) => i >= 0);
+const top10 = new Set(
+  items
+    .map((_, i) => i)
+    .filter((i) => {
+      const p = store.imagenet!.get(items[i]!.hash, 0);
+      return p && !topK(p, 10).some((g) => isCatOrDogClass(g.index));
+    }),
+);
+const l2 = Number(values.l2);
+
+function run(names: string[]): Float64Array {
+  const vs = names.map((n) => allViews.findIndex((v) => viewName(v) === n));
+  const r = oofLinear(data, folds, { answerViews: vs, train: 'each', trainViews: vs, l2: [l2], exclude: top10 });
+  const zi = Float64Array.from(items, (it) =>
+    imagenetDogLogit(
+      imagenetFromStore(
+        store,
+        it.hash,
+        vs.map((k) => allViews[k]!),
+      ),
+    ),
+  );
+  const p = probsOf(crossFitStack([r.logits[0]!, zi], data.y, folds));
+  const a = metricsOf(data.y, p);
+  const s = metricsOf(data.y, p, small);
+  log(
+    `${names.join(',').padEnd(22)} stacked OOF ${a.logloss.toFixed(4)}, ${(100 * a.accuracy).toFixed(2)}%; 200 px ${s.logloss.toFixed(4)}, ${(100 * s.accuracy).toFixed(2)}% (${r.seconds.toFixed(0)} s)`,
+  );
+  return p;
+}
+
+const base = run(sets[0]!);
+for (const names of sets.slice(1)) {
+  const p = run(names);
+  log(`  vs ${sets[0]!.join(',')}, paired: all ${formatPaired(pairedCompare(data.y, base, p))}`);
+  log(`  vs ${sets[0]!.join(',')}, paired: 200 px ${formatPaired(pairedCompare(data.y, base, p, small))}`);
+}
+store.close();
+await ds.close();
