@@ -6,9 +6,8 @@
 import { openSync, writeSync, closeSync, writeFileSync, readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
-const { onnx } = onnxProto;
-import { decodeModel } from '../src/model/onnx/quantize.ts';
-import { ensureInt8 } from '../src/model/onnx/session.ts';
+import { decodeModel, floatValues, withOutputs } from '../src/model/onnx/quantize.ts';
+import { ensureInt8, sessionOptions } from '../src/model/onnx/session.ts';
 import { BACKBONES } from '../src/model/backbones/index.ts';
 import { resolveWeights } from '../src/model/weights/sources.ts';
 import { openDataset, contentHash } from '../src/train/dataset.ts';
@@ -32,15 +31,10 @@ const skip = Number(opt('--skip', '0'));
 const def = BACKBONES.resnet50;
 const g = await ensureInt8(def, resolveWeights(def), console.log);
 const model = decodeModel(readFileSync(g.path));
-const gr = model.graph!;
 const name = 'conv5_block3_out/q';
-const scale = gr.initializer!.find((t) => t.name === 'conv5_block3_out/q_scale')!;
-const scaleV = scale.floatData?.length
-  ? scale.floatData[0]!
-  : new Float32Array(new Uint8Array(scale.rawData!).buffer.slice(scale.rawData!.byteOffset, scale.rawData!.byteOffset + 4))[0]!;
-const vi = onnx.ValueInfoProto.create({ name, type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: 2 }) }) });
-const bytes = onnx.ModelProto.encode(onnx.ModelProto.create({ ...model, graph: onnx.GraphProto.create({ ...gr, output: [...gr.output!, vi] }) })).finish();
-const session = await ort.InferenceSession.create(bytes, { intraOpNumThreads: 2, graphOptimizationLevel: 'all' });
+const scaleV = floatValues(model.graph!.initializer!.find((t) => t.name === 'conv5_block3_out/q_scale')!)[0]!;
+const bytes = withOutputs(model, [name], onnxProto.onnx.TensorProto.DataType.UINT8);
+const session = await ort.InferenceSession.create(bytes, sessionOptions({}, def));
 const ds = await openDataset(args);
 const samples = shuffledTrainFirst(ds.samples.filter((s) => s.label !== null)).slice(skip, skip + photos);
 const fd = openSync(`${out}.bin`, 'w');
@@ -54,7 +48,7 @@ for (const s of samples) {
   if (flip) rgb = flipHorizontalRGB(rgb, size);
   const x = new Float32Array(3 * size * size);
   toTensorNCHW(rgb, size, def.preprocess, x, 0);
-  const r = await session.run({ input: new ort.Tensor('float32', x, [1, 3, size, size]) }, ['features', name]);
+  const r = await session.run({ input: new ort.Tensor('float32', x, [1, 3, size, size]) }, [name]);
   const m = r[name]!;
   side = m.dims[2] as number;
   const u8 = m.data as Uint8Array;

@@ -24,7 +24,7 @@ import { Classifier } from '../src/model/classifier.ts';
 import { catDogMass, centroidSimilarity, isNeither, type NeitherRule } from '../src/model/neither.ts';
 import { shuffledTrainFirst } from '../src/train/cv.ts';
 import { Registry } from '../src/model/registry.ts';
-import { BASE_VIEW_SIZE, parseViews, viewCode, viewName } from '../src/model/views.ts';
+import { neitherFeatureView, parseViews, viewCode, viewName } from '../src/model/views.ts';
 import { loadConfig } from '../src/config.ts';
 import { openDataset } from '../src/train/dataset.ts';
 import { defaultCacheDir, hashSamples, openFeatureStoreFor } from '../src/train/features.ts';
@@ -44,10 +44,11 @@ const { values, positionals } = parseArgs({
 });
 const log = (s: string) => process.stdout.write(`${s}\n`);
 const config = loadConfig();
-const views = parseViews(values.views!).filter((v) => !v.flip);
 // As a classifier answers (classifier.ts `features`): the mass is the mean over the head's unmirrored
-// views, the similarity is of the features at 224 px, or at the first view when 224 is not one.
-const featureView = views.find((v) => v.size === BASE_VIEW_SIZE) ?? views[0]!;
+// views, the similarity is of the features at neitherFeatureView's view.
+const headViews = parseViews(values.views!);
+const views = headViews.filter((v) => !v.flip);
+const featureView = neitherFeatureView(headViews);
 const maxFalse = Number(values['max-false']);
 const outFile = resolve(values.out ?? join(config.dataDir, 'reports', 'neither', 'rule.json'));
 
@@ -72,8 +73,12 @@ async function outside(list: string): Promise<{ name: string; probs: Float32Arra
   const out = [];
   for (const path of list.split(',').filter(Boolean)) {
     const img = await classifier.decode(await readFile(path));
-    const r = await classifier.backboneFeatures([img], { views });
-    out.push({ name: basename(path), probs: r.imagenetViews[0]!.filter((p): p is Float32Array => p !== null), features: r.perBackbone.resnet50![0]![views.indexOf(featureView)]! });
+    const r = await classifier.backboneFeatures([img], { views: headViews });
+    out.push({
+      name: basename(path),
+      probs: r.imagenetViews[0]!.filter((p, k): p is Float32Array => p !== null && !headViews[k]!.flip),
+      features: r.perBackbone.resnet50![0]![headViews.indexOf(featureView)]!,
+    });
   }
   return out;
 }

@@ -11,8 +11,8 @@
  * "a+b" for two poolings concatenated (4096 features per view).
  */
 import { readFileSync } from 'node:fs';
-import { assignFolds, foldStandardisation, formatPaired, metricsOf, pairedCompare, sigmoid } from '../src/train/cv.ts';
-import { fitLogregL2 } from '../src/train/fit.ts';
+import { viewName } from '../src/model/views.ts';
+import { assignFolds, formatPaired, metricsOf, oofLinear, pairedCompare, probsOf } from '../src/train/cv.ts';
 
 const args = process.argv.slice(2);
 const at = args.indexOf('--poolings');
@@ -24,6 +24,7 @@ interface Maps {
   channels: number;
   scale: number;
   size: number;
+  flip: boolean;
   items: { hash: string; label: number }[];
   buf: Buffer;
 }
@@ -82,28 +83,15 @@ function features(name: string): { x: Float32Array; d: number } {
 function oof(name: string): Float64Array {
   const { x, d } = features(name);
   const l2 = [0.03, 0.01, 0.003];
-  const per = l2.map(() => new Float64Array(N));
-  for (let f = 0; f < 5; f++) {
-    const tr: number[] = [];
-    const te: number[] = [];
-    for (let i = 0; i < N; i++) (folds[i] === f ? te : tr).push(i);
-    const tx = new Float32Array(tr.length * d);
-    for (let r = 0; r < tr.length; r++) tx.set(x.subarray(tr[r]! * d, (tr[r]! + 1) * d), r * d);
-    fitLogregL2({ x: tx, y: Uint8Array.from(tr, (i) => y[i]!), n: tr.length, d }, l2).forEach((m, k) => {
-      const { w, b } = foldStandardisation(m);
-      for (const i of te) {
-        let z = b;
-        for (let j = 0; j < d; j++) z += w[j]! * x[i * d + j]!;
-        per[k]![i] = z;
-      }
-    });
-  }
-  const scored = per.map((z, k) => ({ l2: l2[k]!, p: Float64Array.from(z, sigmoid) })).map((r) => ({ ...r, m: metricsOf(y, r.p) }));
+  // One "view" holding the pooled features (already averaged over the maps' views).
+  const data = { views: [{ size: first.size, flip: false }], x: [x], y, n: N, d, groups: first.items.map((i) => i.hash) };
+  const { logits } = oofLinear(data, folds, { answerViews: [0], train: 'mean', l2 });
+  const scored = logits.map((z, k) => ({ l2: l2[k]!, p: probsOf(z) })).map((r) => ({ ...r, m: metricsOf(y, r.p) }));
   const best = scored.reduce((a, b) => (b.m.logloss < a.m.logloss ? b : a));
   console.log(`${name.padEnd(10)} l2 ${best.l2}  OOF log loss ${best.m.logloss.toFixed(4)}  accuracy ${(100 * best.m.accuracy).toFixed(2)}%`);
   return best.p;
 }
 
-console.log(`${N} photos, views ${views.map((v) => `${v.size}${(v as unknown as { flip?: boolean }).flip ? 'f' : ''}`).join(' + ')}, 5-fold OOF`);
+console.log(`${N} photos, views ${views.map((v) => viewName(v)).join(' + ')}, 5-fold OOF`);
 const base = oof('avg');
 for (const k of poolings.filter((p) => p !== 'avg')) console.log(`  ${k} vs avg, paired: ${formatPaired(pairedCompare(y, base, oof(k)))}`);

@@ -13,7 +13,8 @@ import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config.ts';
 import { Classifier } from '../src/model/classifier.ts';
-import { imagenetDogLogit, isCatOrDogClass, topK } from '../src/model/imagenet.ts';
+import { imagenetDogLogit } from '../src/model/imagenet.ts';
+import { findOutliers } from '../src/train/clean.ts';
 import { parseViews, viewName } from '../src/model/views.ts';
 import { assignFolds, crossFitStack, formatPaired, metricsOf, oofLinear, pairedCompare, probsOf } from '../src/train/cv.ts';
 import { openDataset } from '../src/train/dataset.ts';
@@ -41,14 +42,8 @@ const { data, items, missing } = viewData(store, hashed.ok, allViews);
 log(`${data.n} photos with every view of ${allViews.map(viewName).join(',')} (${missing} left out: a view not cached); 5 folds, grouped by content hash`);
 const folds = assignFolds(data.groups, data.y, 5);
 const small = items.map((it, i) => (basename(it.sample.source).includes('200px') ? i : -1)).filter((i) => i >= 0);
-const top10 = new Set(
-  items
-    .map((_, i) => i)
-    .filter((i) => {
-      const p = store.imagenet!.get(items[i]!.hash, 0);
-      return p && !topK(p, 10).some((g) => isCatOrDogClass(g.index));
-    }),
-);
+const flagged = new Set(findOutliers(store, items, null).map((o) => o.item.hash));
+const top10 = new Set(items.flatMap((it, i) => (flagged.has(it.hash) ? [i] : [])));
 const l2 = Number(values.l2);
 
 function run(names: string[]): Float64Array {

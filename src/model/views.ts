@@ -51,6 +51,14 @@ export function viewFromCode(code: number): ViewSpec {
   return { size: (code >> 1) * 16, flip: (code & 1) === 1 };
 }
 
+/**
+ * The view whose ResNet50 features the "neither" rule compares with the class centroids: the photo
+ * at 224 px, or the first view when 224 is not one (classifier answers, scripts/neither.ts fits).
+ */
+export function neitherFeatureView(views: readonly ViewSpec[]): ViewSpec {
+  return views.find((v) => v.size === BASE_VIEW_SIZE && !v.flip) ?? views[0]!;
+}
+
 /** The views of the original pipeline: the photo, and with flip averaging its mirror too. */
 export function legacyViews(flip: boolean): ViewSpec[] {
   return flip ? [{ size: BASE_VIEW_SIZE, flip: false }, { size: BASE_VIEW_SIZE, flip: true }] : [{ size: BASE_VIEW_SIZE, flip: false }];

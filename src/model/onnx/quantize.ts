@@ -320,14 +320,14 @@ function axis0() {
 }
 
 
-/** The fp32 model with extra graph outputs, so ONNX Runtime returns the tensors to calibrate. */
-export function withOutputs(model: ModelProto, names: string[]): Uint8Array {
+/** The model with extra graph outputs (float tensors by default), so ONNX Runtime returns them: the tensors to calibrate, a map to study. */
+export function withOutputs(model: ModelProto, names: string[], elemType: number = DT.FLOAT): Uint8Array {
   const g = model.graph!;
   const have = new Set((g.output ?? []).map((o) => o.name!));
   const extra = names
     .filter((n) => !have.has(n))
     .map((name) =>
-      onnx.ValueInfoProto.create({ name, type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType: DT.FLOAT }) }) }),
+      onnx.ValueInfoProto.create({ name, type: onnx.TypeProto.create({ tensorType: onnx.TypeProto.Tensor.create({ elemType }) }) }),
     );
   return onnx.ModelProto.encode(onnx.ModelProto.create({ ...model, graph: onnx.GraphProto.create({ ...g, output: [...(g.output ?? []), ...extra] }) })).finish();
 }
