@@ -72,6 +72,7 @@ export const ERROR_WORDS = {
   labels_unreadable: fault,
   features_missing: fault,
   view_format: (err) => err.message,
+  pooling_format: (err) => err.message,
   view_size: fault,
   outliers_missing: fault,
   no_test_data: fault,

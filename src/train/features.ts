@@ -16,6 +16,7 @@ import { FeatureCache } from './feature-cache.ts';
 import type { BackboneInfo } from '../model/onnx/session.ts';
 import { legacyViews, viewCode, type ViewSpec } from '../model/views.ts';
 import type { ViewData } from './cv.ts';
+import type { Pooling } from '../model/pooling.ts';
 import type { TrainingSet } from './fit.ts';
 
 export interface ExtractProgress {
@@ -56,6 +57,8 @@ export interface ExtractResult {
 export interface FeatureStore {
   backbones: BackboneName[];
   caches: Map<BackboneName, FeatureCache>;
+  /** The same backbones' max-pooled features (pooling.ts), one cache file each beside the average's. */
+  maxCaches: Map<BackboneName, FeatureCache>;
   /** ResNet50 ImageNet probabilities, when its weights have the top. */
   imagenet: FeatureCache | null;
   close(): void;
@@ -75,15 +78,19 @@ export function openFeatureStoreFor(
   options: { readOnly?: boolean } = {},
 ): FeatureStore {
   const caches = new Map<BackboneName, FeatureCache>();
+  const maxCaches = new Map<BackboneName, FeatureCache>();
   for (const b of info) caches.set(b.name, FeatureCache.open(cacheDir, b.name, b.weightsId, BACKBONES[b.name].features, options));
+  for (const b of info) maxCaches.set(b.name, FeatureCache.open(cacheDir, `${b.name}-max`, b.weightsId, BACKBONES[b.name].features, options));
   const resnet = info.find((b) => b.name === 'resnet50' && b.hasTop);
   const imagenet = resnet ? FeatureCache.open(cacheDir, 'resnet50-imagenet', resnet.weightsId, 1000, options) : null;
   return {
     backbones: info.map((b) => b.name),
     caches,
+    maxCaches,
     imagenet,
     close() {
       for (const c of caches.values()) c.close();
+      for (const c of maxCaches.values()) c.close();
       imagenet?.close();
     },
   };
@@ -91,7 +98,7 @@ export function openFeatureStoreFor(
 
 /** ImageNet probabilities are cached for the views that are not mirrored (a mirror's are near-identical). */
 function complete(store: FeatureStore, hash: string, views: readonly ViewSpec[]): boolean {
-  for (const c of store.caches.values()) for (const v of views) if (!c.has(hash, viewCode(v))) return false;
+  for (const c of [...store.caches.values(), ...store.maxCaches.values()]) for (const v of views) if (!c.has(hash, viewCode(v))) return false;
   return !store.imagenet || views.every((v) => v.flip || store.imagenet!.has(hash, viewCode(v)));
 }
 
@@ -136,6 +143,7 @@ export async function extractInto(store: FeatureStore, samples: Sample[], classi
     );
     batch.forEach((p, i) => {
       for (const [name, cache] of store.caches) r.perBackbone[name]![i].forEach((f, k) => cache.put(p.item.hash, viewCode(views[k]), f));
+      for (const [name, cache] of store.maxCaches) r.maxPerBackbone[name]![i].forEach((f, k) => cache.put(p.item.hash, viewCode(views[k]), f));
       r.imagenetViews[i].forEach((probs, k) => {
         if (store.imagenet && probs && !views[k].flip) store.imagenet.put(p.item.hash, viewCode(views[k]), probs);
       });
@@ -178,27 +186,31 @@ export async function extractInto(store: FeatureStore, samples: Sample[], classi
 }
 
 /** Fused features (mean over the views: 224 and, when `flip`, 224f; or the views given) and labels of extracted samples, from the cache. */
-export function trainingSet(store: FeatureStore, items: ExtractedSample[], flip: boolean | readonly ViewSpec[]): TrainingSet {
-  const d = fusedWidth(store.backbones);
+export function trainingSet(store: FeatureStore, items: ExtractedSample[], flip: boolean | readonly ViewSpec[], pooling: Pooling = 'avg'): TrainingSet {
+  const d = fusedWidth(store.backbones, pooling);
   const labelled = items.filter((i) => i.sample.label !== null);
   const x = new Float32Array(labelled.length * d);
   const y = new Uint8Array(labelled.length);
   labelled.forEach((item, k) => {
-    x.set(fusedFromStore(store, item.hash, flip), k * d);
+    x.set(fusedFromStore(store, item.hash, flip, pooling), k * d);
     y[k] = item.sample.label!;
   });
   return { x, y, n: labelled.length, d };
 }
 
-export function fusedFromStore(store: FeatureStore, hash: string, flip: boolean | readonly ViewSpec[]): Float32Array {
+/** A photo's fused vector from the cache, as a head with these views and pooling reads it (classifier.ts `fuseViews`). */
+export function fusedFromStore(store: FeatureStore, hash: string, flip: boolean | readonly ViewSpec[], pooling: Pooling = 'avg'): Float32Array {
   const views = typeof flip === 'boolean' ? legacyViews(flip) : flip;
-  const perBackbone: Partial<Record<BackboneName, Float32Array[]>> = {};
-  for (const [name, cache] of store.caches) {
-    const vs = views.map((v) => cache.get(hash, viewCode(v)));
-    if (vs.some((v) => !v)) throw new Error(`features of ${hash.slice(0, 12)} missing from the cache`);
-    perBackbone[name] = vs as Float32Array[];
-  }
-  return fuseViews(store.backbones, perBackbone);
+  const read = (caches: Map<BackboneName, FeatureCache>) => {
+    const per: Partial<Record<BackboneName, Float32Array[]>> = {};
+    for (const [name, cache] of caches) {
+      const vs = views.map((v) => cache.get(hash, viewCode(v)));
+      if (vs.some((v) => !v)) throw new Error(`features of ${hash.slice(0, 12)} missing from the cache`);
+      per[name] = vs as Float32Array[];
+    }
+    return per;
+  };
+  return fuseViews(store.backbones, read(store.caches), pooling === 'avg+max' ? read(store.maxCaches) : undefined);
 }
 
 /** ResNet50's cached ImageNet probabilities of the unmirrored views (what a stacked head needs), or [] without them. */
@@ -220,8 +232,11 @@ export function viewData(
   store: FeatureStore,
   items: readonly ExtractedSample[],
   views: readonly ViewSpec[],
+  pooling: Pooling = 'avg',
 ): { data: ViewData; items: ExtractedSample[]; missing: number } {
-  const d = 2048 * store.backbones.length;
+  const d = fusedWidth(store.backbones, pooling);
+  // Per backbone in order: its average, then (avg+max) its maximum: the layout of fuseViews.
+  const parts = store.backbones.flatMap((name) => (pooling === 'avg+max' ? [store.caches.get(name)!, store.maxCaches.get(name)!] : [store.caches.get(name)!]));
   const kept: { item: ExtractedSample; rows: Float32Array[][] }[] = [];
   let missing = 0;
   for (const item of items) {
@@ -229,13 +244,13 @@ export function viewData(
     const rows: Float32Array[][] = [];
     let ok = true;
     for (const v of views) {
-      const perBackbone: Float32Array[] = [];
-      for (const cache of store.caches.values()) {
+      const row: Float32Array[] = [];
+      for (const cache of parts) {
         const f = cache.get(item.hash, viewCode(v));
         if (!f) ok = false;
-        else perBackbone.push(f);
+        else row.push(f);
       }
-      rows.push(perBackbone);
+      rows.push(row);
     }
     if (ok) kept.push({ item, rows });
     else missing++;
@@ -243,7 +258,13 @@ export function viewData(
   const n = kept.length;
   const x = views.map((_, v) => {
     const m = new Float32Array(n * d);
-    kept.forEach((k, i) => k.rows[v]!.forEach((f, b) => m.set(f, i * d + b * 2048)));
+    kept.forEach((k, i) => {
+      let at = i * d;
+      for (const f of k.rows[v]!) {
+        m.set(f, at);
+        at += f.length;
+      }
+    });
     return m;
   });
   return {

@@ -69,7 +69,7 @@ export async function score(o: ScoreOptions): Promise<ScoreResult> {
     if (!samples.length) throw new CatdogError('no_test_data', `No test photos (test/N.jpg) in ${[o.source].flat().join(', ')}.`);
     const t0 = performance.now();
     const extracted = await extractInto(store, samples, o.classifier, { cacheDir: o.cacheDir, views, signal: o.signal, onProgress: o.onProgress });
-    const rows = extracted.ok.map((x) => ({ id: x.sample.id!, dog: head.predict(fusedFromStore(store, x.hash, views), imagenetFromStore(store, x.hash, views)) }));
+    const rows = extracted.ok.map((x) => ({ id: x.sample.id!, dog: head.predict(fusedFromStore(store, x.hash, views, head.pooling), imagenetFromStore(store, x.hash, views)) }));
     const msPerImage = (performance.now() - t0) / Math.max(1, samples.length);
     // A photo we could not read still needs a row for Kaggle: the uninformed 0.5.
     for (const f of extracted.failures) rows.push({ id: f.sample.id!, dog: 0.5 });

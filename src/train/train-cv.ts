@@ -19,6 +19,7 @@ import { imagenetDogLogit } from '../model/imagenet.ts';
 import { catDogMass, type NeitherRule } from '../model/neither.ts';
 import { lineChartPng } from '../report/curves.ts';
 import { parseViews, viewName, type ViewSpec } from '../model/views.ts';
+import type { Pooling } from '../model/pooling.ts';
 import { RESIZE_KERNEL } from '../vision/preprocess.ts';
 import { findOutliers, writeOutlierReport, DEFAULT_CLEAN_TOP_K } from './clean.ts';
 import {
@@ -48,6 +49,11 @@ export interface CvOptions {
   folds: number;
   /** Views averaged at answer time (default 224, 224f, 288). */
   views?: readonly ViewSpec[];
+  /**
+   * How the head reads each backbone's last map (pooling.ts; default 'avg'). The baseline stays
+   * today's head: the average at 224 + 224f.
+   */
+  pooling?: Pooling;
   /** Views each photo trains on, one row per view (default: the answer views). */
   trainViews?: readonly ViewSpec[];
   /** Which flagged photos training leaves out (default 'top10'): they are still predicted and scored out of fold. */
@@ -93,7 +99,11 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
       signal: o.signal,
       onProgress: (p) => progress('extract', `features ${p.done}/${p.total}`, p),
     });
-    const { data, items } = viewData(store, extracted.ok, allViews);
+    const pooling = cv.pooling ?? 'avg';
+    const { data, items } = viewData(store, extracted.ok, allViews, pooling);
+    // The baseline reads the average only; with another pooling it gets its own matrix of the same photos.
+    const baseData = pooling === 'avg' ? data : viewData(store, extracted.ok, baseViews, 'avg').data;
+    if (baseData.n !== data.n || baseData.groups.some((g, i) => g !== data.groups[i])) throw new Error('the baseline and the head do not see the same photos');
 
     progress('clean', 'looking for outliers');
     const k = o.cleanTopK ?? DEFAULT_CLEAN_TOP_K;
@@ -119,16 +129,17 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
 
     const folds = assignFolds(data.groups, data.y, cv.folds, cv.foldSeed ?? 2018);
     const l2 = o.l2 ?? DEFAULT_CV_L2;
-    const run = (name: string, spec: LinearSpec) => {
+    const run = (name: string, spec: LinearSpec, on = data) => {
       progress('fit', `${name}: ${cv.folds}-fold cross-validation over ${data.n} photos, l2 ${spec.l2.join(', ')}`);
-      const r = oofLinear(data, folds, spec, { signal: o.signal, onFold: (f, of) => progress('fit', `${name}: fold ${f}/${of}`) });
+      const r = oofLinear(on, folds, spec, { signal: o.signal, onFold: (f, of) => progress('fit', `${name}: fold ${f}/${of}`) });
       const losses = r.logits.map((z) => metricsOf(data.y, probsOf(z)).logloss);
       let best = 0;
       losses.forEach((l, i) => (l < losses[best]! ? (best = i) : 0));
       progress('fit', `${name}: OOF log loss by l2 ${spec.l2.map((s, i) => `${s}: ${losses[i]!.toFixed(4)}`).join(', ')} (${r.seconds.toFixed(0)} s)`);
       return { name, spec, l2: spec.l2[best]!, logits: r.logits[best]!, losses, seconds: r.seconds };
     };
-    const baseline = run('baseline (logreg, 224+224f)', { answerViews: baseViews.map(at), train: 'mean', l2 });
+    const baseline =
+      pooling === 'avg' ? run('baseline (logreg, 224+224f)', { answerViews: baseViews.map(at), train: 'mean', l2 }) : run('baseline (logreg, 224+224f)', { answerViews: [0, 1], train: 'mean', l2 }, baseData);
     const chosenSpec: LinearSpec = {
       answerViews: answerViews.map(at),
       train: 'each',
@@ -136,7 +147,7 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
       l2,
       exclude: flagged,
     };
-    const chosen = run(`logreg, answer ${answerViews.map(viewName).join('+')}, trained on ${trainViews.map(viewName).join('+')}`, chosenSpec);
+    const chosen = run(`logreg${pooling === 'avg' ? '' : ` (${pooling} pooling)`}, answer ${answerViews.map(viewName).join('+')}, trained on ${trainViews.map(viewName).join('+')}`, chosenSpec);
 
     progress('evaluate', 'calibration and out-of-fold metrics');
     const kinds: Calibration['kind'][] = cv.calibration === 'auto' || cv.calibration === undefined ? ['none', 'temperature', 'platt'] : [cv.calibration];
@@ -197,6 +208,7 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
       format: HEAD_FORMAT,
       backbones: info.backbones,
       featureSize: data.d,
+      ...(pooling === 'avg' ? {} : { pooling }),
       weights: Object.fromEntries(info.backboneInfo.map((b) => [b.name, b.weights])),
       precision: headPrecisionField(info.precisions, info.backbones),
       kernel: Array.from(model!.kernel),
@@ -226,6 +238,7 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
           grouping: 'content hash (a photo, its views and identical copies share a fold), stratified by label',
           views: answerViews.map(viewName),
           trainViews: trainViews.map(viewName),
+          pooling,
           oof: { ...oof, bySource },
           calibration: {
             chosen: best.kind,

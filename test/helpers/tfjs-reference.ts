@@ -20,15 +20,16 @@ export async function loadLayersModel(a: LayersModelArtifacts): Promise<tf.Layer
 
 /**
  * Globally average-pooled output of `layerName` for NHWC inputs (each [size, size, 3], already
- * preprocessed): the "no top, pooling='avg'" features Keras would give.
+ * preprocessed): the "no top, pooling='avg'" features Keras would give (`pooling='max'`: its
+ * global maximum, Keras's pooling='max').
  */
-export function pooledFeatures(model: tf.LayersModel, layerName: string, inputs: Float32Array[], size: number): Float32Array[] {
+export function pooledFeatures(model: tf.LayersModel, layerName: string, inputs: Float32Array[], size: number, pooling: 'avg' | 'max' = 'avg'): Float32Array[] {
   const sub = tf.model({ inputs: model.inputs, outputs: model.getLayer(layerName).output as tf.SymbolicTensor });
   return inputs.map((x) =>
     tf.tidy(() => {
       const t = tf.tensor4d(x, [1, size, size, 3]);
       const y = sub.predict(t) as tf.Tensor4D;
-      return y.mean([1, 2]).dataSync() as Float32Array;
+      return (pooling === 'max' ? y.max([1, 2]) : y.mean([1, 2])).dataSync() as Float32Array;
     }),
   );
 }

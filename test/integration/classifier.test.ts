@@ -92,9 +92,40 @@ describe('classifier', () => {
     // Another scale of the same photo: close, not equal.
     expect(cos(f224!, f288!)).toBeGreaterThan(0.7);
     expect(cos(f224!, f288!)).toBeLessThan(0.9999);
+    // The max-pooled features come from the same map: never below its average (the map is a Relu's), and not equal to it.
+    const [m224, , m288] = three.maxPerBackbone.resnet50![0]!;
+    expect(m288).toHaveLength(2048);
+    expect(f224!.every((v, i) => m224![i]! >= v - 1e-6)).toBe(true);
+    expect(m224!.some((v, i) => v > f224![i]! * 1.5 + 1e-3)).toBe(true);
     const probs288 = three.imagenetViews[0]![2]!;
     expect(probs288.reduce((s, v) => s + v, 0)).toBeCloseTo(1, 3);
     expect(three.imagenet[0]).toEqual(three.imagenetViews[0]![0]);
+  });
+
+  it('answers an avg+max head on the views averaged per pooling, [average, maximum]', async () => {
+    const jpeg = await sharp({ create: { width: 90, height: 70, channels: 3, background: '#6b8e23' } }).jpeg().toBuffer();
+    const views = parseViews('224,288');
+    const plain = await classifier.features(jpeg, { views });
+    const both = await classifier.features(jpeg, { views, pooling: 'avg+max' });
+    expect(plain.fused).toHaveLength(2048);
+    expect(both.fused).toHaveLength(4096);
+    expect(Array.from(both.fused.subarray(0, 2048))).toEqual(Array.from(plain.fused));
+    const r = await classifier.backboneFeatures([await classifier.decode(jpeg)], { views });
+    const [a, b] = r.maxPerBackbone.resnet50![0]!;
+    const meanMax = Float32Array.from(a!, (v, i) => (v + b![i]!) / 2);
+    expect(Array.from(both.fused.subarray(2048))).toEqual(Array.from(meanMax));
+    // A head that reads both answers; its weights on the maximum change the answer.
+    const onMax = Array(4096).fill(0).map((_, i) => (i >= 2048 ? 0.01 : 0));
+    const c = await Classifier.load({ head: new Head({ format: HEAD_FORMAT, backbones: ['resnet50'], featureSize: 4096, pooling: 'avg+max', kernel: onMax, bias: -1, views: ['224', '288'], precision: 'int8' }) });
+    try {
+      const z = meanMax.reduce((s, v) => s + 0.01 * v, -1);
+      expect((await c.classify(jpeg)).dog).toBeCloseTo(1 / (1 + Math.exp(-z)), 5);
+    } finally {
+      await c.close();
+    }
+    // A head whose width does not fit its pooling is refused in a sentence.
+    expect(() => new Head({ format: HEAD_FORMAT, backbones: ['resnet50'], featureSize: 2048, pooling: 'avg+max', kernel: Array(2048).fill(0), bias: 0 })).toThrow(/pooled by avg\+max \(4096 wide\)/);
+    expect(() => new Head({ format: HEAD_FORMAT, backbones: ['resnet50'], featureSize: 2048, pooling: 'gem' as 'avg', kernel: Array(2048).fill(0), bias: 0 })).toThrow(/pooling is "gem"/);
   });
 
   it('gives typed errors for bad input, and keeps working after them', async () => {

@@ -188,6 +188,33 @@ describe('training, promotion and scoring', () => {
     }
   });
 
+  it('--pooling avg+max: the head reads the average and the maximum, the baseline stays the average at 224 + 224f, and scoring answers as classifying does', async (ctx) => {
+    if (!ready) return ctx.skip();
+    const cacheDir = join(work, 'cache-train');
+    const opts: CvOptions = { folds: 3, views: parseViews('224,288'), stack: 'none', calibration: 'none' };
+    const avg = await trainCvOnSlice(cacheDir, 'reports-avg', [0.01], opts);
+    const both = await trainCvOnSlice(cacheDir, 'reports-avgmax', [0.01], { ...opts, pooling: 'avg+max' });
+    expect(avg.head.pooling).toBeUndefined();
+    expect(avg.head.featureSize).toBe(2048);
+    expect(both.head.pooling).toBe('avg+max');
+    expect(both.head.featureSize).toBe(4096);
+    expect((both.head.meta!.cv as { pooling: string }).pooling).toBe('avg+max');
+    // The same photos, the same baseline; the head's own out-of-fold predictions differ.
+    expect(both.cv!.baseline).toEqual(avg.cv!.baseline);
+    expect(both.chosen.fitted.valLoss).not.toBe(avg.chosen.fitted.valLoss);
+    const scorer = await Classifier.load({ model, head: registry.headPath(both.modelId) });
+    try {
+      const s = await score({ source: join(work, 'testset'), classifier: scorer, cacheDir, out: join(work, 'submission-avgmax.csv') });
+      expect(s.n).toBe(10);
+      for (const row of s.rows.slice(0, 3)) {
+        const answer = await scorer.classify(readFileSync(join(testDir, `${row.id}.jpg`)));
+        expect(answer.dog).toBeCloseTo(row.dog, 5);
+      }
+    } finally {
+      await scorer.close();
+    }
+  });
+
   it('--stack imagenet: the head stacks ResNet50\'s cat-vs-dog logit, and scoring from the cache answers exactly as classifying the photo does', async (ctx) => {
     if (!ready) return ctx.skip();
     const cacheDir = join(work, 'cache-train');

@@ -19,7 +19,7 @@ describe('outlier cleaning', () => {
   it('flags photos whose ImageNet top-k has no cat (281-287) or dog (151-268) class', () => {
     const dir = mkdtempSync(join(tmpdir(), 'catdog-clean-'));
     const imagenet = FeatureCache.open(dir, 'resnet50-imagenet', 'x'.repeat(16), 1000);
-    const store: FeatureStore = { backbones: ['resnet50'], caches: new Map(), imagenet, close: () => imagenet.close() };
+    const store: FeatureStore = { backbones: ['resnet50'], caches: new Map(), maxCaches: new Map(), imagenet, close: () => imagenet.close() };
     const h = (i: number) => i.toString(16).padStart(64, '0');
     const items: ExtractedSample[] = [
       { sample: sample('train.zip:train/cat.1.jpg', 0), hash: h(1) }, // tabby first: fine

@@ -312,6 +312,9 @@ describe('the highest-loss sheet and the CV flags', () => {
     expect(() => cvOptions({ folds: '5', clean: 'some' })).toThrow(/--clean/);
     expect(() => cvOptions({ folds: '5', neither: 'mass' })).toThrow(/--neither/);
     expect(cvOptions({ folds: '5', stack: 'imagenet' }).stack).toBe('imagenet');
+    expect(cvOptions({ folds: '5', pooling: 'avg+max' }).pooling).toBe('avg+max');
+    expect(cvOptions({ folds: '5' }).pooling).toBeUndefined();
+    expect(() => cvOptions({ folds: '5', pooling: 'gem' })).toThrow(/"gem" is not a pooling: use avg or avg\+max/);
     expect(() => cvOptions({ folds: '5', stack: 'mlp' })).toThrow(/--stack/);
   });
 });

@@ -5,6 +5,7 @@
 import { inceptionV3 } from './inception-v3.ts';
 import { resnet50 } from './resnet50.ts';
 import type { BackboneDefinition } from './types.ts';
+import { poolingParts, type Pooling } from '../pooling.ts';
 import { xception } from './xception.ts';
 
 export type { BackboneDefinition } from './types.ts';
@@ -15,7 +16,7 @@ export const BACKBONES = {
   xception,
 } satisfies Record<string, BackboneDefinition>;
 
-/** Width of the fused vector of `backbones` (their features, concatenated in that order). */
-export function fusedWidth(backbones: readonly (keyof typeof BACKBONES)[]): number {
-  return backbones.reduce((n, b) => n + BACKBONES[b].features, 0);
+/** Width of the fused vector of `backbones` (their features, concatenated in that order; both poolings each with `avg+max`). */
+export function fusedWidth(backbones: readonly (keyof typeof BACKBONES)[], pooling: Pooling = 'avg'): number {
+  return backbones.reduce((n, b) => n + BACKBONES[b].features * poolingParts(pooling), 0);
 }

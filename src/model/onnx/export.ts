@@ -2,8 +2,9 @@
  * Layer graph + matched weights → ONNX model (opset 13), for onnxruntime-node.
  *
  * - Input `input`: NCHW float32 [N, 3, H, W], already preprocessed (caffe or tf mode).
- * - Output `features`: [N, 2048] globally average-pooled features; `imagenet`: [N, 1000]
- *   softmax probabilities when the weights include the ImageNet top.
+ * - Output `features`: [N, 2048] globally average-pooled features; `maxpooled`: [N, 2048] the
+ *   same map's global maximum (a head may read both: pooling.ts); `imagenet`: [N, 1000] softmax
+ *   probabilities when the weights include the ImageNet top (it reads the average, as in Keras).
  * - Batch norm is folded into the convolution before it (kernel scaled, bias adjusted), and a
  *   ZeroPadding2D feeding a convolution becomes that convolution's pads. TF's "same" padding is
  *   written as explicit pads (extra row/column at the end, as TF does).
@@ -220,6 +221,8 @@ export function exportOnnx(bound: BoundBackbone, options: ExportOptions = {}): U
         node(b, 'GlobalAveragePool', [input(n)], [`${n.name}/pooled`], `${n.name}/pooled`);
         b.initializers.push(int64Tensor(`${n.name}/shape`, [0, -1]));
         node(b, 'Reshape', [`${n.name}/pooled`, `${n.name}/shape`], ['features'], n.name);
+        node(b, 'GlobalMaxPool', [input(n)], [`${n.name}/max`], `${n.name}/max`);
+        node(b, 'Reshape', [`${n.name}/max`, `${n.name}/shape`], ['maxpooled'], `${n.name}/max_reshape`);
         out.set(n.name, 'features');
         break;
       }
@@ -250,7 +253,7 @@ export function exportOnnx(bound: BoundBackbone, options: ExportOptions = {}): U
     });
   const size = graph.inputSize;
   const pooled = graph.nodes.find((n) => n.op === 'gap')!;
-  const outputs = [valueInfo('features', ['N', pooled.shape.c])];
+  const outputs = [valueInfo('features', ['N', pooled.shape.c]), valueInfo('maxpooled', ['N', pooled.shape.c])];
   if (bound.hasTop) outputs.push(valueInfo('imagenet', ['N', graph.output.shape.c]));
   const model = onnx.ModelProto.create({
     irVersion: 7,

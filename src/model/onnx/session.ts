@@ -19,7 +19,7 @@ import { decodeModel, QUANT_VERSION, quantizeModel, type Range } from './quantiz
 import type { Precision } from '../types.ts';
 
 /** Bumped whenever the exporter's output changes, so cached graphs are rebuilt. */
-export const EXPORT_VERSION = 2; // 2: any input size for backbones with `anySize`
+export const EXPORT_VERSION = 3; // 2: any input size for backbones with `anySize`; 3: the `maxpooled` output
 
 /** Numeric precision of the backbones (types.ts): fp32 graphs, or int8 QDQ graphs quantized from them. */
 export type { Precision };
@@ -251,16 +251,17 @@ export async function runBackbone(
   batch: Float32Array,
   n: number,
   size = b.definition.inputSize,
-): Promise<{ features: Float32Array; imagenet: Float32Array | null }> {
+): Promise<{ features: Float32Array; maxpooled: Float32Array; imagenet: Float32Array | null }> {
   const s = size;
   if (s !== b.definition.inputSize && !b.definition.anySize) {
     throw new ModelError('view_size', `${b.definition.title} takes only ${b.definition.inputSize} px inputs, not ${s}.`);
   }
   const input = new ort.Tensor('float32', batch, [n, 3, s, s]);
-  const fetches = b.info.hasTop ? ['features', 'imagenet'] : ['features'];
+  const fetches = b.info.hasTop ? ['features', 'maxpooled', 'imagenet'] : ['features', 'maxpooled'];
   const out = await b.session.run({ input }, fetches);
   const features = out.features.data as Float32Array;
+  const maxpooled = out.maxpooled.data as Float32Array;
   const imagenet = b.info.hasTop ? (out.imagenet.data as Float32Array) : null;
   input.dispose?.();
-  return { features, imagenet };
+  return { features, maxpooled, imagenet };
 }
