@@ -1,5 +1,5 @@
 /**
- * Which views should a head answer on? Each candidate view set, as `catdog train` ships it
+ * Which views (and pooling) should a head answer on? Each candidate view set, as `catdog train` ships it
  * (one training row per view, top-10 photos left out of training, L2 0.01, stacked with the
  * ImageNet cat-vs-dog logit of its unmirrored views, cross-fitted), 5-fold out of fold on cached
  * features, compared paired with a base set on the same photos (overall and on the 200 px photos).
@@ -7,6 +7,7 @@
  *   npx tsx scripts/views-compare.ts ../shared/data/dogs-vs-cats/train.zip ../shared/data/dogs-vs-cats/train-200px.zip \
  *     [--base 224,224f,288,352,416] [--candidates "224,288,352,416;288,352,416;224f,288,352,416"] [--l2 0.01]
  *
+ * A set may name its pooling after an @ (pooling.ts; default avg): "288,352,416@avg+max".
  * Every view of every set must be cached (`catdog features ... --views`). test.zip is not read.
  */
 import { basename } from 'node:path';
@@ -16,6 +17,7 @@ import { Classifier } from '../src/model/classifier.ts';
 import { imagenetDogLogit } from '../src/model/imagenet.ts';
 import { findOutliers } from '../src/train/clean.ts';
 import { parseViews, viewName } from '../src/model/views.ts';
+import { parsePooling } from '../src/model/pooling.ts';
 import { assignFolds, crossFitStack, formatPaired, metricsOf, oofLinear, pairedCompare, probsOf } from '../src/train/cv.ts';
 import { openDataset } from '../src/train/dataset.ts';
 import { defaultCacheDir, hashSamples, imagenetFromStore, openFeatureStoreFor, viewData } from '../src/train/features.ts';
@@ -36,9 +38,18 @@ await classifier.close();
 const store = openFeatureStoreFor(info, defaultCacheDir(config.dataDir), { readOnly: true });
 const ds = await openDataset(positionals, { kind: 'train' });
 const hashed = await hashSamples(ds.samples.filter((s) => s.label !== null));
-const sets = [values.base!, ...values.candidates!.split(';').filter((s) => s.trim())].map((s) => parseViews(s).map(viewName));
-const allViews = parseViews([...new Set(sets.flat())]);
-const { data, items, missing } = viewData(store, hashed.ok, allViews);
+const sets = [values.base!, ...values.candidates!.split(';').filter((s) => s.trim())].map((s) => {
+  const [views, pooling] = s.split('@');
+  return { names: parseViews(views!).map(viewName), pooling: parsePooling(pooling ?? 'avg') };
+});
+const label = (set: (typeof sets)[number]) => `${set.names.join(',')}${set.pooling === 'avg' ? '' : `@${set.pooling}`}`;
+const allViews = parseViews([...new Set(sets.flatMap((s) => s.names))]);
+// One matrix per pooling, of the same photos (a photo missing any view or pooling is left out of all).
+const poolings = [...new Set(sets.map((s) => s.pooling))];
+const both = viewData(store, hashed.ok, allViews, poolings.includes('avg+max') ? 'avg+max' : 'avg');
+const { items, missing } = both;
+const matrices = new Map(poolings.map((p) => [p, p === 'avg+max' || !poolings.includes('avg+max') ? both.data : viewData(store, items, allViews, p).data]));
+const data = both.data;
 log(`${data.n} photos with every view of ${allViews.map(viewName).join(',')} (${missing} left out: a view not cached); 5 folds, grouped by content hash`);
 const folds = assignFolds(data.groups, data.y, 5);
 const small = items.map((it, i) => (basename(it.sample.source).includes('200px') ? i : -1)).filter((i) => i >= 0);
@@ -46,9 +57,9 @@ const flagged = new Set(findOutliers(store, items, null).map((o) => o.item.hash)
 const top10 = new Set(items.flatMap((it, i) => (flagged.has(it.hash) ? [i] : [])));
 const l2 = Number(values.l2);
 
-function run(names: string[]): Float64Array {
-  const vs = names.map((n) => allViews.findIndex((v) => viewName(v) === n));
-  const r = oofLinear(data, folds, { answerViews: vs, train: 'each', trainViews: vs, l2: [l2], exclude: top10 });
+function run(set: (typeof sets)[number]): Float64Array {
+  const vs = set.names.map((n) => allViews.findIndex((v) => viewName(v) === n));
+  const r = oofLinear(matrices.get(set.pooling)!, folds, { answerViews: vs, train: 'each', trainViews: vs, l2: [l2], exclude: top10 });
   const zi = Float64Array.from(items, (it) =>
     imagenetDogLogit(
       imagenetFromStore(
@@ -62,16 +73,16 @@ function run(names: string[]): Float64Array {
   const a = metricsOf(data.y, p);
   const s = metricsOf(data.y, p, small);
   log(
-    `${names.join(',').padEnd(22)} stacked OOF ${a.logloss.toFixed(4)}, ${(100 * a.accuracy).toFixed(2)}%; 200 px ${s.logloss.toFixed(4)}, ${(100 * s.accuracy).toFixed(2)}% (${r.seconds.toFixed(0)} s)`,
+    `${label(set).padEnd(22)} stacked OOF ${a.logloss.toFixed(4)}, ${(100 * a.accuracy).toFixed(2)}%; 200 px ${s.logloss.toFixed(4)}, ${(100 * s.accuracy).toFixed(2)}% (${r.seconds.toFixed(0)} s)`,
   );
   return p;
 }
 
 const base = run(sets[0]!);
-for (const names of sets.slice(1)) {
-  const p = run(names);
-  log(`  vs ${sets[0]!.join(',')}, paired: all ${formatPaired(pairedCompare(data.y, base, p))}`);
-  log(`  vs ${sets[0]!.join(',')}, paired: 200 px ${formatPaired(pairedCompare(data.y, base, p, small))}`);
+for (const set of sets.slice(1)) {
+  const p = run(set);
+  log(`  vs ${label(sets[0]!)}, paired: all ${formatPaired(pairedCompare(data.y, base, p))}`);
+  log(`  vs ${label(sets[0]!)}, paired: 200 px ${formatPaired(pairedCompare(data.y, base, p, small))}`);
 }
 store.close();
 await ds.close();

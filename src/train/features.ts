@@ -96,10 +96,13 @@ export function openFeatureStoreFor(
   };
 }
 
-/** ImageNet probabilities are cached for the views that are not mirrored (a mirror's are near-identical). */
-function complete(store: FeatureStore, hash: string, views: readonly ViewSpec[]): boolean {
-  for (const c of [...store.caches.values(), ...store.maxCaches.values()]) for (const v of views) if (!c.has(hash, viewCode(v))) return false;
-  return !store.imagenet || views.every((v) => v.flip || store.imagenet!.has(hash, viewCode(v)));
+/**
+ * The views of a photo with something not cached yet (either pooling, or the ImageNet
+ * probabilities, which are cached for the views that are not mirrored: a mirror's are near-identical).
+ */
+function missingViews(store: FeatureStore, hash: string, views: readonly ViewSpec[]): ViewSpec[] {
+  const caches = [...store.caches.values(), ...store.maxCaches.values()];
+  return views.filter((v) => caches.some((c) => !c.has(hash, viewCode(v))) || (store.imagenet !== null && !v.flip && !store.imagenet.has(hash, viewCode(v))));
 }
 
 export async function extractFeatures(samples: Sample[], classifier: Classifier, o: ExtractOptions): Promise<ExtractResult> {
@@ -117,7 +120,9 @@ export async function extractInto(store: FeatureStore, samples: Sample[], classi
   const batchSize = o.batchSize ?? 1;
   const result: ExtractResult = { ok: [], failures: [], computed: 0, cached: 0 };
   const started = performance.now();
-  let pending: { item: ExtractedSample; image: DecodedImage }[] = [];
+  // A batch shares its views: a photo runs only the views it lacks (a cache of 288 px features
+  // asked for 224 too computes 224 alone), so a change of missing views starts a new batch.
+  let pending: { item: ExtractedSample; image: DecodedImage; views: ViewSpec[] }[] = [];
   let done = 0;
   const report = () => {
     const secs = (performance.now() - started) / 1000;
@@ -137,6 +142,7 @@ export async function extractInto(store: FeatureStore, samples: Sample[], classi
     if (!pending.length) return;
     const batch = pending;
     pending = [];
+    const views = batch[0]!.views;
     const r = await classifier.backboneFeatures(
       batch.map((p) => p.image),
       { views, priority: 'batch', signal: o.signal },
@@ -164,15 +170,17 @@ export async function extractInto(store: FeatureStore, samples: Sample[], classi
       continue;
     }
     const hash = contentHash(bytes);
-    if (complete(store, hash, views)) {
+    const missing = missingViews(store, hash, views);
+    if (!missing.length) {
       result.ok.push({ sample, hash });
       result.cached++;
       done++;
       if (result.cached % 500 === 0) report();
       continue;
     }
+    if (pending.length && pending[0]!.views.map(viewCode).join() !== missing.map(viewCode).join()) await flush();
     try {
-      pending.push({ item: { sample, hash }, image: await classifier.decode(bytes) });
+      pending.push({ item: { sample, hash }, image: await classifier.decode(bytes), views: missing });
     } catch (err) {
       result.failures.push({ sample, reason: err instanceof CatdogError ? err.message : String(err) });
       done++;

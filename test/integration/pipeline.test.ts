@@ -16,7 +16,7 @@ import { extractFeatures } from '../../src/train/features.ts';
 import { score } from '../../src/train/score.ts';
 import { train } from '../../src/train/train.ts';
 import type { CvOptions } from '../../src/train/train-cv.ts';
-import { parseViews } from '../../src/model/views.ts';
+import { parseViews, viewName } from '../../src/model/views.ts';
 import { repoRoot, requireShared } from '../helpers/shared.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'catdog-pipeline-'));
@@ -82,6 +82,31 @@ describe('feature extraction', () => {
     const third = await extractFeatures(ds.samples, classifier!, { cacheDir, batchSize: 2 });
     expect(third).toMatchObject({ computed: 0, cached: 48 });
     await ds.close();
+  });
+
+  it('runs only the views a photo lacks: a cache of 224 px features asked for 224 and 288 computes 288 alone', async (ctx) => {
+    if (!ready) return ctx.skip();
+    const cacheDir = join(work, 'cache-views');
+    const ds = await openDataset(join(work, 'slice'));
+    const samples = ds.samples.filter((s) => s.label !== null).slice(0, 4);
+    await extractFeatures(samples, classifier!, { cacheDir, views: parseViews('224') });
+    const asked: string[][] = [];
+    const original = classifier!.backboneFeatures.bind(classifier!);
+    classifier!.backboneFeatures = (images, o) => {
+      asked.push(Array.isArray(o?.views) ? o.views.map(viewName) : []);
+      return original(images, o);
+    };
+    try {
+      const second = await extractFeatures(samples, classifier!, { cacheDir, views: parseViews('224,288') });
+      expect(second).toMatchObject({ computed: 4, cached: 0 });
+      expect(asked).toEqual([['288'], ['288'], ['288'], ['288']]);
+      const third = await extractFeatures(samples, classifier!, { cacheDir, views: parseViews('224,288') });
+      expect(third).toMatchObject({ computed: 0, cached: 4 });
+      expect(asked).toHaveLength(4);
+    } finally {
+      classifier!.backboneFeatures = original;
+      await ds.close();
+    }
   });
 
   it('survives kill -9 in the middle: the cache stays consistent and the rerun finishes the rest', async (ctx) => {
