@@ -6,7 +6,8 @@
  *
  *   npx tsx scripts/latency.ts [--photos 8] [--rounds 15] [--precisions fp32,int8] [VIEWS...]
  *
- * VIEWS default: 224,224f 224,224f,288 224,224f,288,288f. Photos come from train.zip (full
+ * VIEWS default: 224,224f 224,224f,288 224,224f,288,288f; a set may name the pooling its head reads
+ * after an @ (224,224f@avg; default: the active head's, pooling.ts). Photos come from train.zip (full
  * resolution, as users post them). Prints the median and p90 of each variant and its ratio to the
  * first (the first views in the first precision).
  */
@@ -16,6 +17,8 @@ import { Head, loadHead } from '../src/model/head.ts';
 import { Registry } from '../src/model/registry.ts';
 import type { Precision } from '../src/model/types.ts';
 import { loadConfig } from '../src/config.ts';
+import { fusedWidth } from '../src/model/backbones/index.ts';
+import { parsePooling } from '../src/model/pooling.ts';
 import { openDataset } from '../src/train/dataset.ts';
 
 const { values, positionals } = parseArgs({
@@ -27,7 +30,15 @@ const precisions = values.precisions!.split(',').map((p) => p.trim()) as Precisi
 const config = loadConfig();
 const base = await loadHead(new Registry(config.model.registryDir).activeHeadPath()!);
 // Latency does not depend on the head's values: one copy per variant, marked with the precision it is asked in.
-const variants = precisions.flatMap((precision) => views.map((v) => ({ name: `${precision} views ${v}`, precision, head: new Head({ ...base.file, views: v.split(','), precision }) })));
+const headFor = (spec: string, precision: Precision) => {
+  const [v, p] = spec.split('@');
+  const pooling = parsePooling(p ?? base.pooling);
+  const d = fusedWidth(base.backbones, pooling);
+  // The active head's weights cut or repeated to the pooling's width: latency does not depend on them.
+  const fit = (a: number[] | undefined) => a && Array.from({ length: d }, (_, i) => a[i % a.length]!);
+  return new Head({ ...base.file, views: v!.split(','), precision, pooling, featureSize: d, kernel: fit(base.file.kernel)!, mean: fit(base.file.mean), scale: fit(base.file.scale) });
+};
+const variants = precisions.flatMap((precision) => views.map((v) => ({ name: `${precision} views ${v}${v.includes('@') ? '' : `@${base.pooling}`}`, precision, head: headFor(v, precision) })));
 const classifiers = new Map<Precision, Classifier>();
 for (const p of precisions) classifiers.set(p, await Classifier.load({ model: config.model, precision: p, head: variants.find((x) => x.precision === p)!.head }));
 const ds = await openDataset('../shared/data/dogs-vs-cats/train.zip', { kind: 'train' });

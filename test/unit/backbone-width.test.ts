@@ -96,6 +96,11 @@ describe('a backbone of another width', () => {
       const set = trainingSet(store, first.ok, true);
       expect(set.d).toBe(WIDTH);
       expect(set.n).toBe(8);
+      // Both poolings: twice the width, the average first (its maximum cached beside it).
+      expect(store.maxCaches.get(NAME)!.dim).toBe(WIDTH);
+      const both = trainingSet(store, first.ok, true, 'avg+max');
+      expect(both.d).toBe(2 * WIDTH);
+      expect(Array.from(both.x.subarray(0, WIDTH))).toEqual(Array.from(set.x.subarray(0, WIDTH)));
       const fitted = fitLogreg(set, { l2: [0.1], validationSplit: 0.25 });
       expect(fitted.kernel).toHaveLength(WIDTH);
       const file: HeadFile = {
@@ -112,7 +117,7 @@ describe('a backbone of another width', () => {
       await saveHead(path, file);
       // A head that claims the ImageNet width for this backbone is refused.
       await expect(saveHead(join(tmp, 'wrong.json'), { ...file, featureSize: 2048, kernel: new Array(2048).fill(0) })).rejects.toThrow(
-        /2048 features for tiny_mobile \(12 wide\)/,
+        /2048 features for tiny_mobile pooled by avg \(12 wide\)/,
       );
       expect(existsSync(join(tmp, 'wrong.json'))).toBe(false);
 
