@@ -35,8 +35,8 @@ const headFor = (spec: string, precision: Precision) => {
   const pooling = parsePooling(p ?? base.pooling);
   const d = fusedWidth(base.backbones, pooling);
   // The active head's weights cut or repeated to the pooling's width: latency does not depend on them.
-  const fit = (a: number[] | undefined) => a && Array.from({ length: d }, (_, i) => a[i % a.length]!);
-  return new Head({ ...base.file, views: v!.split(','), precision, pooling, featureSize: d, kernel: fit(base.file.kernel)!, mean: fit(base.file.mean), scale: fit(base.file.scale) });
+  const toWidth = (a: number[] | undefined) => a && Array.from({ length: d }, (_, i) => a[i % a.length]!);
+  return new Head({ ...base.file, views: v!.split(','), precision, pooling, featureSize: d, kernel: toWidth(base.file.kernel)!, mean: toWidth(base.file.mean), scale: toWidth(base.file.scale) });
 };
 const variants = precisions.flatMap((precision) => views.map((v) => ({ name: `${precision} views ${v}${v.includes('@') ? '' : `@${base.pooling}`}`, precision, head: headFor(v, precision) })));
 const classifiers = new Map<Precision, Classifier>();
