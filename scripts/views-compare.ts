@@ -44,12 +44,12 @@ const sets = [values.base!, ...values.candidates!.split(';').filter((s) => s.tri
 });
 const label = (set: (typeof sets)[number]) => `${set.names.join(',')}${set.pooling === 'avg' ? '' : `@${set.pooling}`}`;
 const allViews = parseViews([...new Set(sets.flatMap((s) => s.names))]);
-// One matrix per pooling, of the same photos (a photo missing any view or pooling is left out of all).
+// One matrix per pooling, of the same photos: the widest pooling's photos (a photo missing any view
+// or pooling is left out of all).
 const poolings = [...new Set(sets.map((s) => s.pooling))];
-const both = viewData(store, hashed.ok, allViews, poolings.includes('avg+max') ? 'avg+max' : 'avg');
-const { items, missing } = both;
-const matrices = new Map(poolings.map((p) => [p, p === 'avg+max' || !poolings.includes('avg+max') ? both.data : viewData(store, items, allViews, p).data]));
-const data = both.data;
+const widest = poolings.includes('avg+max') ? 'avg+max' : 'avg';
+const { data, items, missing } = viewData(store, hashed.ok, allViews, widest);
+const matrices = new Map(poolings.map((p) => [p, p === widest ? data : viewData(store, items, allViews, p).data]));
 log(`${data.n} photos with every view of ${allViews.map(viewName).join(',')} (${missing} left out: a view not cached); 5 folds, grouped by content hash`);
 const folds = assignFolds(data.groups, data.y, 5);
 const small = items.map((it, i) => (basename(it.sample.source).includes('200px') ? i : -1)).filter((i) => i >= 0);

@@ -26,7 +26,10 @@ export function findOutliers(store: FeatureStore, items: ExtractedSample[], labe
   for (const item of items) {
     if (item.sample.label === null) continue;
     const probs = store.imagenet.get(item.hash, 0);
-    if (!probs) continue;
+    // A photo without them was once skipped, which flagged nothing and cleaned nothing, silently.
+    if (!probs) {
+      throw new CatdogError('features_missing', `Cleaning reads ImageNet's top ${k} of the photo at 224 px, and ${item.sample.key} has none cached: cache the 224 view first (catdog features ... --views 224,...).`);
+    }
     const top = topK(probs, k, labels ?? undefined);
     if (!top.some((g) => isCatOrDogClass(g.index))) out.push({ item, top });
   }

@@ -79,8 +79,10 @@ export function openFeatureStoreFor(
 ): FeatureStore {
   const caches = new Map<BackboneName, FeatureCache>();
   const maxCaches = new Map<BackboneName, FeatureCache>();
-  for (const b of info) caches.set(b.name, FeatureCache.open(cacheDir, b.name, b.weightsId, BACKBONES[b.name].features, options));
-  for (const b of info) maxCaches.set(b.name, FeatureCache.open(cacheDir, `${b.name}-max`, b.weightsId, BACKBONES[b.name].features, options));
+  for (const b of info) {
+    caches.set(b.name, FeatureCache.open(cacheDir, b.name, b.weightsId, BACKBONES[b.name].features, options));
+    maxCaches.set(b.name, FeatureCache.open(cacheDir, `${b.name}-max`, b.weightsId, BACKBONES[b.name].features, options));
+  }
   const resnet = info.find((b) => b.name === 'resnet50' && b.hasTop);
   const imagenet = resnet ? FeatureCache.open(cacheDir, 'resnet50-imagenet', resnet.weightsId, 1000, options) : null;
   return {

@@ -37,6 +37,7 @@ import {
   type Calibration,
   type LinearSpec,
   type PairedComparison,
+  type ViewData,
 } from './cv.ts';
 import { openDataset } from './dataset.ts';
 import { extractInto, imagenetFromStore, openFeatureStore, viewData } from './features.ts';
@@ -83,7 +84,8 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
   const baseViews = parseViews('224,224f');
   const allViews: ViewSpec[] = [];
   for (const v of [...baseViews, ...answerViews, ...trainViews]) if (!allViews.some((x) => viewName(x) === viewName(v))) allViews.push(v);
-  const at = (v: ViewSpec) => allViews.findIndex((x) => viewName(x) === viewName(v));
+  /** A view's index in a matrix's views. */
+  const at = (d: ViewData) => (v: ViewSpec) => d.views.findIndex((x) => viewName(x) === viewName(v));
   await mkdir(o.outDir, { recursive: true });
 
   progress('open', `opening ${o.sources.join(', ')}`);
@@ -100,8 +102,11 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
       onProgress: (p) => progress('extract', `features ${p.done}/${p.total}`, p),
     });
     const pooling = cv.pooling ?? 'avg';
-    const { data, items } = viewData(store, extracted.ok, allViews, pooling);
-    // The baseline reads the average only; with another pooling it gets its own matrix of the same photos.
+    // The baseline reads the average at its own views: under the average it shares the head's
+    // matrix; under another pooling the head's matrix holds the head's views only, and the
+    // baseline gets a matrix of its own, of the same photos.
+    const headViews = allViews.filter((v) => [...answerViews, ...trainViews].some((x) => viewName(x) === viewName(v)));
+    const { data, items } = viewData(store, extracted.ok, pooling === 'avg' ? allViews : headViews, pooling);
     const baseData = pooling === 'avg' ? data : viewData(store, extracted.ok, baseViews, 'avg').data;
     if (baseData.n !== data.n || baseData.groups.some((g, i) => g !== data.groups[i])) throw new Error('the baseline and the head do not see the same photos');
 
@@ -138,12 +143,11 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
       progress('fit', `${name}: OOF log loss by l2 ${spec.l2.map((s, i) => `${s}: ${losses[i]!.toFixed(4)}`).join(', ')} (${r.seconds.toFixed(0)} s)`);
       return { name, spec, l2: spec.l2[best]!, logits: r.logits[best]!, losses, seconds: r.seconds };
     };
-    const baseline =
-      pooling === 'avg' ? run('baseline (logreg, 224+224f)', { answerViews: baseViews.map(at), train: 'mean', l2 }) : run('baseline (logreg, 224+224f)', { answerViews: [0, 1], train: 'mean', l2 }, baseData);
+    const baseline = run('baseline (logreg, 224+224f)', { answerViews: baseViews.map(at(baseData)), train: 'mean', l2 }, baseData);
     const chosenSpec: LinearSpec = {
-      answerViews: answerViews.map(at),
+      answerViews: answerViews.map(at(data)),
       train: 'each',
-      trainViews: trainViews.map(at),
+      trainViews: trainViews.map(at(data)),
       l2,
       exclude: flagged,
     };

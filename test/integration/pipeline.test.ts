@@ -59,6 +59,21 @@ afterAll(async () => {
 const trainCvOnSlice = (cacheDir: string, reports: string, l2: number[], cv: CvOptions) =>
   train({ sources: [join(work, 'slice')], classifier: classifier!, cacheDir, registry, outDir: join(work, reports), l2, cv });
 
+/** Scores the test folder with a model from the cache, and checks that classifying three of its photos gives the same answers. */
+async function expectScoringAnswersAsClassifying(modelId: string, cacheDir: string, out: string): Promise<void> {
+  const scorer = await Classifier.load({ model, head: registry.headPath(modelId) });
+  try {
+    const s = await score({ source: join(work, 'testset'), classifier: scorer, cacheDir, out: join(work, out) });
+    expect(s.n).toBe(10);
+    for (const row of s.rows.slice(0, 3)) {
+      const answer = await scorer.classify(readFileSync(join(testDir, `${row.id}.jpg`)));
+      expect(answer.dog).toBeCloseTo(row.dog, 5);
+    }
+  } finally {
+    await scorer.close();
+  }
+}
+
 describe('feature extraction', () => {
   it('resumes after an interruption and computes each photo exactly once', async (ctx) => {
     if (!ready) return ctx.skip();
@@ -227,17 +242,7 @@ describe('training, promotion and scoring', () => {
     // The same photos, the same baseline; the head's own out-of-fold predictions differ.
     expect(both.cv!.baseline).toEqual(avg.cv!.baseline);
     expect(both.chosen.fitted.valLoss).not.toBe(avg.chosen.fitted.valLoss);
-    const scorer = await Classifier.load({ model, head: registry.headPath(both.modelId) });
-    try {
-      const s = await score({ source: join(work, 'testset'), classifier: scorer, cacheDir, out: join(work, 'submission-avgmax.csv') });
-      expect(s.n).toBe(10);
-      for (const row of s.rows.slice(0, 3)) {
-        const answer = await scorer.classify(readFileSync(join(testDir, `${row.id}.jpg`)));
-        expect(answer.dog).toBeCloseTo(row.dog, 5);
-      }
-    } finally {
-      await scorer.close();
-    }
+    await expectScoringAnswersAsClassifying(both.modelId, cacheDir, 'submission-avgmax.csv');
   });
 
   it('--stack imagenet: the head stacks ResNet50\'s cat-vs-dog logit, and scoring from the cache answers exactly as classifying the photo does', async (ctx) => {
@@ -250,16 +255,6 @@ describe('training, promotion and scoring', () => {
     const cv = r.head.meta!.cv as { calibration: { chosen: string; crossFitted: Record<string, number> } };
     expect(cv.calibration.chosen).toBe('stack');
     expect(cv.calibration.crossFitted.stack).toBeGreaterThan(0);
-    const scorer = await Classifier.load({ model, head: registry.headPath(r.modelId) });
-    try {
-      const s = await score({ source: join(work, 'testset'), classifier: scorer, cacheDir, out: join(work, 'submission-stack.csv') });
-      expect(s.n).toBe(10);
-      for (const row of s.rows.slice(0, 3)) {
-        const answer = await scorer.classify(readFileSync(join(testDir, `${row.id}.jpg`)));
-        expect(answer.dog).toBeCloseTo(row.dog, 5);
-      }
-    } finally {
-      await scorer.close();
-    }
+    await expectScoringAnswersAsClassifying(r.modelId, cacheDir, 'submission-stack.csv');
   });
 });

@@ -39,6 +39,9 @@ describe('outlier cleaning', () => {
     expect(csv).toContain('train.zip:train/dog.4.jpg,dog,class_291 50.0%');
     const path = join(dir, 'reviewed.csv');
     writeFileSync(path, csv);
+    // A labelled photo with no ImageNet probabilities at 224 px is a missing feature, not a clean photo.
+    const uncached = { sample: sample('train.zip:train/cat.5.jpg', 0), hash: h(5) };
+    expect(() => findOutliers(store, [...items, uncached], null, 10)).toThrow(/train\.zip:train\/cat\.5\.jpg has none cached: cache the 224 view first/);
     return readOutlierKeys(path).then((keys) => {
       expect([...keys]).toEqual(['train.zip:train/cat.2.jpg', 'train.zip:train/dog.3.jpg', 'train.zip:train/dog.4.jpg']);
       store.close();
