@@ -342,26 +342,34 @@ export async function fitSeedRecipe(data: TrainingSet, o: SeedRecipeOptions = {}
   const xv = tf.tensor2d(val.x, [val.n, data.d]);
   const yv = tf.tensor2d(Float32Array.from(val.y), [val.n, 1]);
   const history: EpochLog[] = [];
-  const stop = { flag: false };
+  const epochs = o.epochs ?? 8;
   try {
-    await model.fit(xs, ys, {
-      batchSize: o.batchSize ?? 128,
-      epochs: o.epochs ?? 8,
-      shuffle: true,
-      validationData: [xv, yv],
-      verbose: 0,
-      callbacks: {
-        onEpochEnd: async (epoch, logs) => {
-          const log = { epoch: epoch + 1, loss: logs!.loss, acc: logs!.acc, valLoss: logs!.val_loss, valAcc: logs!.val_acc };
-          history.push(log);
-          o.onEpoch?.(log);
-          if (o.signal?.aborted) {
-            stop.flag = true;
-            model.stopTraining = true;
-          }
-        },
-      },
-    });
+    // Keras shuffles the training photos every epoch; TF.js's own `shuffle` draws on Math.random,
+    // so the order is dealt here from the seeded PRNG and the same data always gives the same head.
+    for (let epoch = 0; epoch < epochs && !o.signal?.aborted; epoch++) {
+      const order = tf.tensor1d(Int32Array.from(shuffledIndices(train.n, seed + 1 + epoch)), 'int32');
+      const xe = tf.gather(xs, order);
+      const ye = tf.gather(ys, order);
+      try {
+        await model.fit(xe, ye, {
+          batchSize: o.batchSize ?? 128,
+          epochs: epoch + 1,
+          initialEpoch: epoch,
+          shuffle: false,
+          validationData: [xv, yv],
+          verbose: 0,
+          callbacks: {
+            onEpochEnd: async (e, logs) => {
+              const log = { epoch: e + 1, loss: logs!.loss, acc: logs!.acc, valLoss: logs!.val_loss, valAcc: logs!.val_acc };
+              history.push(log);
+              o.onEpoch?.(log);
+            },
+          },
+        });
+      } finally {
+        tf.dispose([order, xe, ye]);
+      }
+    }
     o.signal?.throwIfAborted();
     const dense = model.layers[1];
     const [k, b] = dense.getWeights();

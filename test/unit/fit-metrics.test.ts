@@ -73,5 +73,9 @@ describe('head fitting', () => {
     expect(h.history[7].loss).toBeLessThan(h.history[0].loss);
     expect(h.valAcc).toBeGreaterThan(0.9);
     expect(h.params).toMatchObject({ optimizer: 'adadelta', learningRate: 1, batchSize: 128 });
+    // Seeded throughout (weights, dropout, the order of every epoch): the same data, the same head.
+    const again = await fitSeedRecipe(data, { epochs: 8 });
+    expect(Array.from(again.kernel)).toEqual(Array.from(h.kernel));
+    expect(again.valLoss).toBe(h.valLoss);
   });
 });
