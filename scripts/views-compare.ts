@@ -7,7 +7,10 @@
  *   npx tsx scripts/views-compare.ts ../shared/data/dogs-vs-cats/train.zip ../shared/data/dogs-vs-cats/train-200px.zip \
  *     [--base 224,224f,288,352,416] [--candidates "224,288,352,416;288,352,416;224f,288,352,416"] [--l2 0.01]
  *
- * A set may name its pooling after an @ (pooling.ts; default avg): "288,352,416@avg+max".
+ * A set may name its pooling after an @ (pooling.ts; default avg): "288,352,416@avg+max", and after a
+ * second @ which photos it trains on: "top10" (the default: the rule's photos left out) or "all".
+ * The views it is trained on (one row each) may differ from those it answers on, after a colon:
+ * "288,352,416:224f,288,352,416,448@avg+max" answers on three views and trains on five.
  * Every view of every set must be cached (`catdog features ... --views`). test.zip is not read.
  */
 import { basename } from 'node:path';
@@ -39,11 +42,15 @@ const store = openFeatureStoreFor(info, defaultCacheDir(config.dataDir), { readO
 const ds = await openDataset(positionals, { kind: 'train' });
 const hashed = await hashSamples(ds.samples.filter((s) => s.label !== null));
 const sets = [values.base!, ...values.candidates!.split(';').filter((s) => s.trim())].map((s) => {
-  const [views, pooling] = s.split('@');
-  return { names: parseViews(views!).map(viewName), pooling: parsePooling(pooling ?? 'avg') };
+  const [views, pooling, clean = 'top10'] = s.split('@');
+  if (clean !== 'top10' && clean !== 'all') throw new Error(`"${s}": after the pooling, name "top10" or "all" (which photos to train on)`);
+  const [answer, train] = views!.split(':');
+  const names = parseViews(answer!).map(viewName);
+  return { names, trainNames: train ? parseViews(train).map(viewName) : names, pooling: parsePooling(pooling || 'avg'), clean };
 });
-const label = (set: (typeof sets)[number]) => `${set.names.join(',')}${set.pooling === 'avg' ? '' : `@${set.pooling}`}`;
-const allViews = parseViews([...new Set(sets.flatMap((s) => s.names))]);
+const label = (set: (typeof sets)[number]) =>
+  `${set.names.join(',')}${set.trainNames === set.names ? '' : `:${set.trainNames.join(',')}`}${set.pooling === 'avg' && set.clean === 'top10' ? '' : `@${set.pooling}`}${set.clean === 'top10' ? '' : `@${set.clean}`}`;
+const allViews = parseViews([...new Set(sets.flatMap((s) => [...s.names, ...s.trainNames]))]);
 // One matrix per pooling, of the same photos: the widest pooling's photos (a photo missing any view
 // or pooling is left out of all).
 const poolings = [...new Set(sets.map((s) => s.pooling))];
@@ -58,8 +65,9 @@ const top10 = new Set(items.flatMap((it, i) => (flagged.has(it.hash) ? [i] : [])
 const l2 = Number(values.l2);
 
 function run(set: (typeof sets)[number]): Float64Array {
-  const vs = set.names.map((n) => allViews.findIndex((v) => viewName(v) === n));
-  const r = oofLinear(matrices.get(set.pooling)!, folds, { answerViews: vs, train: 'each', trainViews: vs, l2: [l2], exclude: top10 });
+  const at = (n: string) => allViews.findIndex((v) => viewName(v) === n);
+  const vs = set.names.map(at);
+  const r = oofLinear(matrices.get(set.pooling)!, folds, { answerViews: vs, train: 'each', trainViews: set.trainNames.map(at), l2: [l2], exclude: set.clean === 'all' ? new Set<number>() : top10 });
   const zi = Float64Array.from(items, (it) =>
     imagenetDogLogit(
       imagenetFromStore(
