@@ -272,7 +272,10 @@ export async function trainCommand(argv: string[], config: Config): Promise<numb
         out(`  baseline (logreg, 224+224f): OOF log loss ${c.baseline.logloss.toFixed(4)}, accuracy ${(c.baseline.accuracy * 100).toFixed(2)}%; paired: ${formatPaired(c.paired)}`);
       } else
       out(`model ${r.modelId}: ${r.chosen.recipe}${r.chosen.flip ? ' + flip averaging' : ''}, validation log loss ${r.chosen.fitted.valLoss.toFixed(4)}, accuracy ${(r.chosen.fitted.valAcc * 100).toFixed(2)}% (${r.trainCount} train / ${r.valCount} validation photos, ${r.outliers} outliers flagged)`);
-      for (const c of r.candidates) out(`  candidate ${c.recipe}${c.flip ? '+flip' : ''}: val log loss ${c.valLoss.toFixed(4)}, acc ${(c.valAcc * 100).toFixed(2)}%, fitted in ${c.seconds.toFixed(1)} s`);
+      for (const c of r.candidates) {
+        const name = c.views ? `${c.recipe} on ${c.views}${c.calibration ? `, calibration ${c.calibration}` : ''}` : `${c.recipe}${c.flip ? '+flip' : ''}`;
+        out(`  candidate ${name}: ${c.views ? 'out-of-fold' : 'val'} log loss ${c.valLoss.toFixed(4)}, acc ${(c.valAcc * 100).toFixed(2)}%, fitted in ${c.seconds.toFixed(1)} s`);
+      }
       for (const [src, m] of Object.entries(r.valBySource)) out(`  ${r.cv ? 'out of fold' : 'validation'} on ${src}: ${m.n} photos, log loss ${m.logloss.toFixed(4)}, accuracy ${(m.accuracy * 100).toFixed(2)}%`);
       out(`  curves: ${r.curvesPng}; outliers: ${r.outliersCsv}; ${((performance.now() - t0) / 1000).toFixed(0)} s in all`);
       if (values.promote) {

@@ -271,7 +271,7 @@ export async function trainCv(o: TrainOptions & { cv: CvOptions }): Promise<Trai
     return {
       modelId,
       head: { ...head, meta: { ...head.meta, id: modelId } },
-      candidates: (head.meta!.candidates as { recipe: string; flip: boolean; valLoss: number; valAcc: number; seconds: number }[]),
+      candidates: head.meta!.candidates as TrainResult['candidates'],
       chosen: { recipe: 'logreg', flip: true, fitted, seconds: chosen.seconds },
       outliers: top.length,
       trainCount: data.n - flagged.size,

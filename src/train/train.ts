@@ -73,7 +73,8 @@ export interface Candidate {
 export interface TrainResult {
   modelId: string;
   head: HeadFile;
-  candidates: { recipe: string; flip: boolean; valLoss: number; valAcc: number; seconds: number }[];
+  /** Cross-validated runs also name each candidate's answer views and calibration ('none', 'temperature', 'platt', 'stack'); their figures are out of fold. */
+  candidates: { recipe: string; flip: boolean; views?: string; calibration?: string; valLoss: number; valAcc: number; seconds: number }[];
   chosen: Candidate;
   outliers: number;
   trainCount: number;
