@@ -49,7 +49,7 @@ const sets = [values.base!, ...values.candidates!.split(';').filter((s) => s.tri
   return { names, trainNames: train ? parseViews(train).map(viewName) : names, pooling: parsePooling(pooling || 'avg'), clean };
 });
 const label = (set: (typeof sets)[number]) =>
-  `${set.names.join(',')}${set.trainNames === set.names ? '' : `:${set.trainNames.join(',')}`}${set.pooling === 'avg' && set.clean === 'top10' ? '' : `@${set.pooling}`}${set.clean === 'top10' ? '' : `@${set.clean}`}`;
+  `${set.names.join(',')}${set.trainNames.join(',') === set.names.join(',') ? '' : `:${set.trainNames.join(',')}`}${set.pooling === 'avg' && set.clean === 'top10' ? '' : `@${set.pooling}`}${set.clean === 'top10' ? '' : `@${set.clean}`}`;
 const allViews = parseViews([...new Set(sets.flatMap((s) => [...s.names, ...s.trainNames]))]);
 // One matrix per pooling, of the same photos: the widest pooling's photos (a photo missing any view
 // or pooling is left out of all).
@@ -67,7 +67,7 @@ const l2 = Number(values.l2);
 function run(set: (typeof sets)[number]): Float64Array {
   const at = (n: string) => allViews.findIndex((v) => viewName(v) === n);
   const vs = set.names.map(at);
-  const r = oofLinear(matrices.get(set.pooling)!, folds, { answerViews: vs, train: 'each', trainViews: set.trainNames.map(at), l2: [l2], exclude: set.clean === 'all' ? new Set<number>() : top10 });
+  const r = oofLinear(matrices.get(set.pooling)!, folds, { answerViews: vs, train: 'each', trainViews: set.trainNames.map(at), l2: [l2], exclude: set.clean === 'all' ? undefined : top10 });
   const zi = Float64Array.from(items, (it) =>
     imagenetDogLogit(
       imagenetFromStore(
