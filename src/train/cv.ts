@@ -133,6 +133,8 @@ export interface LinearSpec {
 export interface OofResult {
   /** Per L2 strength (in spec order): out-of-fold logits, one per photo. */
   logits: Float64Array[];
+  /** With `perView`: per L2 strength, per answer view (in spec order), each view's own out-of-fold logit. */
+  viewLogits?: Float64Array[][];
   seconds: number;
 }
 
@@ -152,10 +154,16 @@ export function trainRows(data: ViewData, idx: number[], spec: LinearSpec): { x:
  * `exclude`) along the L2 path (strongest first, warm-started), predict the fold's photos with
  * the mean of their answer views' features.
  */
-export function oofLinear(data: ViewData, folds: Int32Array, spec: LinearSpec, o: { signal?: AbortSignal; onFold?: (k: number, of: number) => void } = {}): OofResult {
+export function oofLinear(
+  data: ViewData,
+  folds: Int32Array,
+  spec: LinearSpec,
+  o: { signal?: AbortSignal; onFold?: (k: number, of: number) => void; perView?: boolean } = {},
+): OofResult {
   const t0 = performance.now();
   const k = Math.max(...folds) + 1;
   const logits = spec.l2.map(() => new Float64Array(data.n));
+  const viewLogits = o.perView ? spec.l2.map(() => spec.answerViews.map(() => new Float64Array(data.n))) : undefined;
   for (let f = 0; f < k; f++) {
     o.signal?.throwIfAborted();
     const trainIdx: number[] = [];
@@ -170,10 +178,14 @@ export function oofLinear(data: ViewData, folds: Int32Array, spec: LinearSpec, o
     path.forEach((m, s) => {
       const z = linearLogits(testX, testIdx.length, data.d, m);
       testIdx.forEach((i, r) => (logits[s]![i] = z[r]!));
+      for (const [a, out] of (viewLogits?.[s] ?? []).entries()) {
+        const zv = linearLogits(meanRows(data, testIdx, [spec.answerViews[a]!]), testIdx.length, data.d, m);
+        testIdx.forEach((i, r) => (out[i] = zv[r]!));
+      }
     });
     o.onFold?.(f + 1, k);
   }
-  return { logits, seconds: (performance.now() - t0) / 1000 };
+  return { logits, viewLogits, seconds: (performance.now() - t0) / 1000 };
 }
 
 export const probsOf = (logits: ArrayLike<number>): Float64Array => Float64Array.from(logits as ArrayLike<number>, sigmoid);
@@ -249,7 +261,18 @@ export function pairedCompare(y: ArrayLike<number>, pA: ArrayLike<number>, pB: A
   const accSe = Math.sqrt(Math.max(0, sAcc2 / n - accDiff * accDiff) / Math.max(1, n - 1));
   void ca;
   void cb;
-  return { n, a: sa / n, b: sb / n, diff, se, lo: diff - 1.96 * se, hi: diff + 1.96 * se, accDiff, accLo: accDiff - 1.96 * accSe, accHi: accDiff + 1.96 * accSe };
+  return {
+    n,
+    a: sa / n,
+    b: sb / n,
+    diff,
+    se,
+    lo: diff - 1.96 * se,
+    hi: diff + 1.96 * se,
+    accDiff,
+    accLo: accDiff - 1.96 * accSe,
+    accHi: accDiff + 1.96 * accSe,
+  };
 }
 
 export function formatPaired(c: PairedComparison): string {
@@ -297,7 +320,12 @@ export const applyCalibration = (c: Calibration, z: number): number => c.a * z +
 export function crossFitCalibration(z: ArrayLike<number>, y: ArrayLike<number>, folds: Int32Array, kind: Calibration['kind']): Float64Array {
   return crossFit(
     folds,
-    (tr) => fitCalibration(tr.map((i) => z[i]!), tr.map((i) => y[i]!), kind),
+    (tr) =>
+      fitCalibration(
+        tr.map((i) => z[i]!),
+        tr.map((i) => y[i]!),
+        kind,
+      ),
     (c, i) => applyCalibration(c, z[i]!),
   );
 }
@@ -359,7 +387,11 @@ export const applyStack = (s: Stack, cols: readonly ArrayLike<number>[], i: numb
 
 /** Stacking judged out of fold: each fold's stack is fitted on the other folds' OOF columns. */
 export function crossFitStack(cols: readonly ArrayLike<number>[], y: ArrayLike<number>, folds: Int32Array): Float64Array {
-  return crossFit(folds, (tr) => fitStack(cols, y, tr), (st, i) => applyStack(st, cols, i));
+  return crossFit(
+    folds,
+    (tr) => fitStack(cols, y, tr),
+    (st, i) => applyStack(st, cols, i),
+  );
 }
 
 /** The probability clip [eps, 1 − eps] with the lowest log loss on `p` (idx: rows to judge), from a small grid. */

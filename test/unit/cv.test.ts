@@ -138,6 +138,20 @@ describe('out-of-fold linear heads', () => {
     expect(p.every((v) => v < 0.5)).toBe(true);
     expect(p.length).toBe(data.n);
   });
+
+  it('gives each answer view its own out-of-fold logit, whose mean is the answer (the head is linear)', () => {
+    const data = synthetic(300, 8, 7);
+    const folds = assignFolds(data.groups, data.y, 3);
+    const r = oofLinear(data, folds, { answerViews: [0, 1], train: 'each', l2: [0.1, 0.01] }, { perView: true });
+    expect(r.viewLogits).toHaveLength(2);
+    for (const [s, zs] of r.viewLogits!.entries()) {
+      expect(zs).toHaveLength(2);
+      // The views differ (noise per view), so their logits do too, and they average to the answer.
+      expect(zs[0]!.some((z, i) => Math.abs(z - zs[1]![i]!) > 1e-3)).toBe(true);
+      for (let i = 0; i < data.n; i++) expect((zs[0]![i]! + zs[1]![i]!) / 2).toBeCloseTo(r.logits[s]![i]!, 4);
+    }
+    expect(oofLinear(data, folds, { answerViews: [0, 1], train: 'each', l2: [0.1] }).viewLogits).toBeUndefined();
+  });
 });
 
 describe('paired comparison and calibration', () => {
@@ -171,9 +185,17 @@ describe('paired comparison and calibration', () => {
     expect(t.a).toBeGreaterThan(0.25);
     expect(t.a).toBeLessThan(0.42);
     expect(t.b).toBe(0);
-    const p = fitCalibration(Float64Array.from(over, (z) => z + 2), y, 'platt');
+    const p = fitCalibration(
+      Float64Array.from(over, (z) => z + 2),
+      y,
+      'platt',
+    );
     expect(p.b / p.a).toBeCloseTo(-2, 0);
-    const folds = assignFolds(Array.from({ length: n }, (_, i) => `${i}`), y, 5);
+    const folds = assignFolds(
+      Array.from({ length: n }, (_, i) => `${i}`),
+      y,
+      5,
+    );
     const cal = crossFitCalibration(over, y, folds, 'temperature');
     expect(metricsOf(y, probsOf(cal)).logloss).toBeLessThan(metricsOf(y, probsOf(over)).logloss - 0.05);
   });
@@ -234,7 +256,7 @@ describe('head with views, calibration and a neither rule', () => {
   });
 });
 
-describe('stacking with ImageNet\'s cat-vs-dog logit', () => {
+describe("stacking with ImageNet's cat-vs-dog logit", () => {
   const probs = (dog: number, cat: number) => {
     const p = new Float32Array(1000).fill((1 - dog - cat) / (1000 - 125));
     for (let k = DOG_CLASSES.first; k <= DOG_CLASSES.last; k++) p[k] = dog / 118;
@@ -303,7 +325,14 @@ describe('the highest-loss sheet and the CV flags', () => {
   });
 
   it('parses --folds, --views, --clean, --calibration and --neither', () => {
-    const o = cvOptions({ folds: '5', views: '224,224f,288', 'train-views': '224,224f,288,288f', clean: 'mass:0.02', calibration: 'temperature', neither: 'mass:0.01' });
+    const o = cvOptions({
+      folds: '5',
+      views: '224,224f,288',
+      'train-views': '224,224f,288,288f',
+      clean: 'mass:0.02',
+      calibration: 'temperature',
+      neither: 'mass:0.01',
+    });
     expect(o.folds).toBe(5);
     expect(o.views!.map(viewName)).toEqual(['224', '224f', '288']);
     expect(o.trainViews!.map(viewName)).toEqual(['224', '224f', '288', '288f']);
