@@ -12,7 +12,7 @@
  *
  *   --transforms sqrt,pow75,log1p   the features (signed) square-rooted, to the 0.75th power, log1p'd first
  *   --mlp EPOCHS                    mlp.ts's MLP (dropout 0.2, 256 relu, dropout 0.5), alone and beside the
- *                                   linear head; slow: one fold of 28,800 rows x 4,096 took 1,310 s on 2 cores
+ *                                   linear head; slow: a fold of 28,800 rows x 4,096 takes about 7 min on 2 idle cores
  *
  * It also writes every photo's out-of-fold probability to data/reports/oof.csv and prints how the
  * 200 px photos' errors spread over confidence and cleaning.
