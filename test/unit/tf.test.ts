@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { initTf, tf } from '../../src/model/tf.ts';
+import { rng } from '../../src/model/weights/generate.ts';
 
 /** Plain-JS product of batches of matrices, with NumPy-style broadcasting over the batch. */
 function reference(a: number[], aShape: number[], b: number[], bShape: number[], ta: boolean, tb: boolean) {
@@ -28,11 +29,8 @@ function reference(a: number[], aShape: number[], b: number[], bShape: number[],
 }
 
 function random(n: number, seed: number): number[] {
-  let x = seed;
-  return Array.from({ length: n }, () => {
-    x = (x * 1103515245 + 12345) % 2147483648;
-    return x / 2147483648 - 0.5;
-  });
+  const r = rng(seed);
+  return Array.from({ length: n }, () => r() - 0.5);
 }
 
 describe('TF.js matMul on the backend initTf picks', () => {
